@@ -1,0 +1,1 @@
+"""Skill suites, the retention set and the demo that drives every part from outside."""

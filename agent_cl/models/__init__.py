@@ -1,0 +1,1 @@
+"""Embedded model provisioning and the chat/generation helpers every part shares."""
