@@ -52,7 +52,8 @@ class Settings:
             raise ConfigError(f"torch_threads must be >= 1, got {self.torch_threads}")
         if not self.tenant or not self.tenant.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(
-                f"tenant must be a non-empty name of letters, digits, '-' or '_', got {self.tenant!r}"
+                "tenant must be a non-empty name of letters, digits, '-' or '_', "
+                f"got {self.tenant!r}"
             )
 
     @property

@@ -8,19 +8,59 @@ agent is asked by day (with its source note) and held-out paraphrases asked afte
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
+
+from agent_cl.graphs.verifiers import answer_matches
 
 ORGANISATION = "the Veyra Institute"
 
 _SYLLABLES = [
-    "tal", "vor", "quen", "mar", "zel", "dor", "bri", "kas", "fen", "lio", "rud", "sav",
-    "ner", "ost", "pim", "gal", "thu", "yor", "cad", "vel", "mun", "hes", "dri", "wen",
+    "tal",
+    "vor",
+    "quen",
+    "mar",
+    "zel",
+    "dor",
+    "bri",
+    "kas",
+    "fen",
+    "lio",
+    "rud",
+    "sav",
+    "ner",
+    "ost",
+    "pim",
+    "gal",
+    "thu",
+    "yor",
+    "cad",
+    "vel",
+    "mun",
+    "hes",
+    "dri",
+    "wen",
 ]
 _FIRST_NAMES = [
-    "Fenna", "Orla", "Tobin", "Marit", "Cassius", "Ilse", "Dorian", "Saskia", "Lennart",
-    "Marisol", "Evander", "Rosalind", "Thaddeus", "Linnea", "Anselm", "Perpetua", "Caspian",
-    "Wilhelmina", "Osric", "Zinnia",
+    "Fenna",
+    "Orla",
+    "Tobin",
+    "Marit",
+    "Cassius",
+    "Ilse",
+    "Dorian",
+    "Saskia",
+    "Lennart",
+    "Marisol",
+    "Evander",
+    "Rosalind",
+    "Thaddeus",
+    "Linnea",
+    "Anselm",
+    "Perpetua",
+    "Caspian",
+    "Wilhelmina",
+    "Osric",
+    "Zinnia",
 ]
 _UNIT_KINDS = ["Lab", "Division", "Unit", "Office", "Studio", "Centre"]
 
@@ -53,7 +93,10 @@ RELATIONS: tuple[Relation, ...] = (
         "codename",
         "At {org}, the project run by the {unit} has the code name {value}.",
         "What is the code name of the {unit}'s project?",
-        ("Which code name does the {unit}'s project go by?", "What is the {unit}'s project called?"),
+        (
+            "Which code name does the {unit}'s project go by?",
+            "What is the {unit}'s project called?",
+        ),
         "The code name of the {unit}'s project is {value}.",
     ),
     Relation(
@@ -82,15 +125,6 @@ class Fact:
 
     def is_correct(self, response: str) -> bool:
         return answer_matches(response, self.answer)
-
-
-def answer_matches(response: str, expected: str) -> bool:
-    """Exact answer string present, ignoring case, punctuation and spacing."""
-    return _normalise(expected) in _normalise(response)
-
-
-def _normalise(text: str) -> str:
-    return " ".join(re.sub(r"[^0-9a-z]+", " ", text.lower()).split())
 
 
 def _word(rng: random.Random, parts: int) -> str:

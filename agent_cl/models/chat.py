@@ -26,6 +26,14 @@ class ChatMessage(TypedDict):
     content: str
 
 
+def task_message(question: str, context: str | None = None) -> str:
+    """The user turn of a task: its source note first, then the question.
+
+    This is the in-context teacher's layout too, so by-day answers and training share it.
+    """
+    return f"Context: {context}\n\nQuestion: {question}" if context else question
+
+
 def set_torch_threads(threads: int) -> None:
     import torch
 

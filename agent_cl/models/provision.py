@@ -94,8 +94,10 @@ def provision_embedded_model(models_dir: Path, *, verify: bool = False) -> Provi
     target = embedded_model_dir(models_dir)
     source_sha = sha256_file(gguf)
     manifest = read_manifest(target)
-    if manifest and manifest.get("source_sha256") == source_sha and (
-        manifest.get("version") == MANIFEST_VERSION
+    if (
+        manifest
+        and manifest.get("source_sha256") == source_sha
+        and (manifest.get("version") == MANIFEST_VERSION)
     ):
         weights = target / "model.safetensors"
         if not verify or (weights.exists() and sha256_file(weights) == manifest["weights_sha256"]):

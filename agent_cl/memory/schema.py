@@ -1,0 +1,59 @@
+"""What a demonstration is: one successful episode, kept for retrieval and consolidation."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from enum import StrEnum
+
+from pydantic import BaseModel, Field, field_validator
+
+
+class DemoStatus(StrEnum):
+    """Life cycle: pending -> claimed (by a sleep run) -> consolidated | rejected.
+
+    `claimed` exists so a crashed run can hand its batch back: a demonstration is marked
+    consolidated only after an adapter that learnt it has been published.
+    """
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    CONSOLIDATED = "consolidated"
+    REJECTED = "rejected"
+
+
+MetadataValue = str | int | float | bool
+
+
+class Demonstration(BaseModel):
+    """A query, the context the agent used, and the answer a verifier accepted."""
+
+    query: str = Field(description="what the agent was asked")
+    answer: str = Field(description="the verified answer")
+    context: str = Field(default="", description="the note or documents the agent had in context")
+    tenant: str = Field(default="default", description="the agent this episode belongs to")
+    skill: str = Field(default="general", description="a label for grouping and evaluation")
+    status: DemoStatus = DemoStatus.PENDING
+    adapter_version: int | None = Field(default=None, description="adapter that consolidated it")
+    created_at: float = Field(default_factory=time.time)
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+
+    @field_validator("query", "answer")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value or not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("tenant", "skill")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value or not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @property
+    def id(self) -> str:
+        """Content address: the same episode logged twice is stored once."""
+        key = "\x1f".join((self.tenant, self.query, self.context, self.answer))
+        return hashlib.sha256(key.encode()).hexdigest()[:24]

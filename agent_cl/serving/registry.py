@@ -1,0 +1,157 @@
+"""Versioned adapters on disk with an atomic `current` pointer.
+
+Layout: `<root>/v0001/` (adapter files + `manifest.json`), `<root>/CURRENT` (the served version).
+A version directory appears only complete: it is written under a hidden temp name, fsynced and
+renamed. `CURRENT` is replaced with os.replace, so readers see the old or the new version,
+never a torn write. Rolling back is just pointing `CURRENT` at an older version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_VERSION_DIR = re.compile(r"^v(\d{4,})$")
+CURRENT_FILE = "CURRENT"
+MANIFEST_FILE = "manifest.json"
+REQUIRED_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+class UnknownAdapterVersionError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message otherwise
+        return str(self.args[0])
+
+
+class InvalidAdapterError(ValueError):
+    """An adapter directory that must never reach a backend."""
+
+
+@dataclass(frozen=True)
+class AdapterVersion:
+    version: int
+    path: Path
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+class AdapterRegistry:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def versions(self) -> list[AdapterVersion]:
+        if not self.root.exists():
+            return []
+        found = []
+        for child in self.root.iterdir():
+            match = _VERSION_DIR.match(child.name)
+            if match and child.is_dir():
+                found.append(self._read(int(match.group(1)), child))
+        return sorted(found, key=lambda v: v.version)
+
+    def get(self, version: int) -> AdapterVersion:
+        path = self._dir(version)
+        if not path.is_dir():
+            known = [v.version for v in self.versions()]
+            raise UnknownAdapterVersionError(
+                f"adapter version {version} does not exist (known: {known or 'none'})"
+            )
+        return self._read(version, path)
+
+    def current(self) -> AdapterVersion | None:
+        try:
+            text = (self.root / CURRENT_FILE).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return self.get(int(text)) if text else None
+
+    def publish(self, adapter_dir: Path, manifest: dict[str, Any] | None = None) -> AdapterVersion:
+        """Copy `adapter_dir` in as the next version and make it current."""
+        validate_adapter_dir(adapter_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        version = max((v.version for v in self.versions()), default=0) + 1
+        tmp = Path(tempfile.mkdtemp(prefix=".publish-", dir=self.root))
+        try:
+            for item in Path(adapter_dir).iterdir():
+                if item.is_file():
+                    shutil.copy2(item, tmp / item.name)
+            meta = {"version": version, "published_at": time.time(), **(manifest or {})}
+            (tmp / MANIFEST_FILE).write_text(json.dumps(meta, indent=2, default=str))
+            _fsync_dir_files(tmp)
+            os.replace(tmp, self._dir(version))
+            _fsync_path(self.root)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.set_current(version)
+        return self.get(version)
+
+    def set_current(self, version: int | None) -> None:
+        """Point `CURRENT` at `version` (None: serve the base model)."""
+        if version is not None:
+            self.get(version)
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".current-", dir=self.root)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("" if version is None else str(version))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.root / CURRENT_FILE)
+        _fsync_path(self.root)
+
+    def rollback(self, version: int | None = None) -> AdapterVersion | None:
+        """Make `version` current, or by default the version before the current one."""
+        if version is None:
+            current = self.current()
+            older = [v for v in self.versions() if current is None or v.version < current.version]
+            if current is None or not older:
+                self.set_current(None)
+                return None
+            version = older[-1].version
+        self.set_current(version)
+        return self.get(version)
+
+    def _dir(self, version: int) -> Path:
+        if version < 1:
+            raise UnknownAdapterVersionError(f"adapter versions start at 1, got {version}")
+        return self.root / f"v{version:04d}"
+
+    def _read(self, version: int, path: Path) -> AdapterVersion:
+        try:
+            manifest = json.loads((path / MANIFEST_FILE).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            manifest = {}
+        return AdapterVersion(version, path, manifest)
+
+
+def validate_adapter_dir(adapter_dir: Path) -> None:
+    path = Path(adapter_dir)
+    if not path.is_dir():
+        raise InvalidAdapterError(f"{path} is not a directory")
+    missing = [name for name in REQUIRED_ADAPTER_FILES if not (path / name).is_file()]
+    if missing:
+        raise InvalidAdapterError(f"{path} lacks {missing}")
+    try:
+        json.loads((path / "adapter_config.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise InvalidAdapterError(f"{path}/adapter_config.json is not valid JSON: {exc}") from exc
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir_files(root: Path) -> None:
+    for item in root.iterdir():
+        if item.is_file():
+            _fsync_path(item)
+    _fsync_path(root)

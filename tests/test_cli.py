@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from agent_cl.cli import app
+from agent_cl.serving.registry import AdapterRegistry
+
+runner = CliRunner()
+
+
+def publish(tmp_path, n):
+    registry = AdapterRegistry(tmp_path / "adapters" / "default")
+    for i in range(n):
+        src = tmp_path / f"src{i}"
+        src.mkdir()
+        (src / "adapter_config.json").write_text("{}")
+        (src / "adapter_model.safetensors").write_bytes(b"x")
+        registry.publish(src, {"method": "sft"})
+    return registry
+
+
+def test_adapters_commands(tmp_path):
+    home = ["--home", str(tmp_path)]
+    assert "base (no adapter)" in runner.invoke(app, ["adapters", "current", *home]).output
+    publish(tmp_path, 2)
+    listing = runner.invoke(app, ["adapters", "list", *home])
+    assert listing.exit_code == 0 and "sft" in listing.output
+    assert "v2" in runner.invoke(app, ["adapters", "current", *home]).output
+    back = runner.invoke(app, ["adapters", "rollback", *home])
+    assert back.exit_code == 0 and "now current: v1" in back.output
+
+
+def test_unknown_adapter_version_is_a_clear_error(tmp_path):
+    publish(tmp_path, 1)
+    result = runner.invoke(app, ["adapters", "rollback", "9", "--home", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "version 9 does not exist" in result.output
+
+
+def test_bad_options_fail_before_any_work(tmp_path):
+    result = runner.invoke(app, ["demo", "--method", "magic", "--home", str(tmp_path)])
+    assert result.exit_code == 2 and "sdft, sft" in result.output
+    result = runner.invoke(app, ["demo", "--facts", "1", "--home", str(tmp_path)])
+    assert result.exit_code == 2 and "at least 2 facts" in result.output
+    result = runner.invoke(app, ["memory", "list", "--status", "lost", "--home", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown status" in result.output
+
+
+def test_sleep_without_model_says_run_init(tmp_path):
+    result = runner.invoke(app, ["sleep", "--home", str(tmp_path)])
+    assert result.exit_code == 2 and "agent-cl init" in result.output
+
+
+def test_status_reports_home(tmp_path):
+    result = runner.invoke(app, ["status", "--home", str(tmp_path)])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["home"] == str(tmp_path)

@@ -1,0 +1,75 @@
+"""The whole loop on the real embedded model: store -> sleep -> registry -> swap -> answers.
+
+Slow (a few minutes on 2 CPU cores) but part of `make test`: it is the proof that the parts
+work together on the model users get.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent_cl.config import Settings
+from agent_cl.consolidation.config import ConsolidationConfig
+from agent_cl.consolidation.sleep import run_sleep
+from agent_cl.evals.demo import REPORT_KEYS, DemoConfig, run_demo
+from agent_cl.evals.facts import build_facts
+from agent_cl.memory.chroma import ChromaDemonstrationStore
+from agent_cl.memory.schema import Demonstration, DemoStatus
+from agent_cl.serving.registry import AdapterRegistry
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_loop_end_to_end_with_sft(embedded_model_dir, tmp_path):
+    settings = Settings(home=tmp_path, model_dir=embedded_model_dir)
+    config = DemoConfig(n_facts=8, method="sft", steps=16, retention_limit=24)
+    report = run_demo(settings, config, say=lambda m: None)
+    json.dumps(report)  # the report is JSON-serialisable as `--json` writes it
+    assert set(REPORT_KEYS) <= set(report)
+    assert report["method"] == "sft"
+    assert report["adapter_version"] == 1 and report["served_adapter_version"] == 1
+    assert report["demonstrations_logged"] >= 4  # the in-context agent solves most tasks
+    assert report["before_acc"] <= 0.1  # invented facts: the base cannot know them
+    assert report["teacher_acc"] >= 0.6
+    assert report["answers_changed"] > 0  # the hot-swapped adapter is live
+    assert report["after_acc"] > report["before_acc"]  # SFT on 8 facts learns some of them
+    assert report["prompt_tokens_after"] < report["prompt_tokens_text_memory"]
+    registry = AdapterRegistry(tmp_path / "demo" / "adapters" / "demo")
+    assert registry.current().version == 1
+    store = ChromaDemonstrationStore.open(tmp_path / "demo" / "store")
+    assert store.count(status=DemoStatus.CONSOLIDATED) == report["demonstrations_logged"]
+    assert store.count(status=DemoStatus.PENDING) == 0
+
+
+def test_sdft_sleep_on_the_real_model_logs_answer_diagnostics(embedded_model_dir, tmp_path):
+    facts = build_facts(4)
+    store = ChromaDemonstrationStore.open(tmp_path / "store")
+    store.add(
+        [
+            Demonstration(
+                query=f.question,
+                context=f.note,
+                answer=f.answer_sentence,
+                metadata={"expected": f.answer},
+            )
+            for f in facts
+        ]
+    )
+    registry = AdapterRegistry(tmp_path / "adapters")
+    report = run_sleep(
+        store=store,
+        registry=registry,
+        model_dir=embedded_model_dir,
+        config=ConsolidationConfig(method="sdft", steps=2, batch_size=4, max_new_tokens=24),
+        check=lambda generate: {
+            "answers": generate([[{"role": "user", "content": facts[0].question}]])
+        },
+    )
+    assert report.status == "published" and registry.current().version == 1
+    history = report.train["history"]
+    assert len(history) == 2 and all(h["loss"] > 0 for h in history)
+    assert all(h["kl_other_tokens"] is not None for h in history)
+    assert all(0.0 <= h["samples_with_answer"] <= 1.0 for h in history)
+    assert registry.current().manifest["method"] == "sdft"

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from agent_cl.consolidation.config import ConsolidationConfig
+from agent_cl.consolidation.prompts import student_messages, teacher_messages
+from agent_cl.consolidation.teacher import EMATeacher
+from agent_cl.consolidation.trainer import (
+    ConsolidationTrainer,
+    NonFiniteLossError,
+    _answer_token_flags,
+)
+from agent_cl.memory.schema import Demonstration
+
+DEMOS = [
+    Demonstration(
+        query=f"Who leads the Talvor Lab {i}?",
+        context=f"The Talvor Lab {i} is led by Fenna Quen{i}.",
+        answer=f"The Talvor Lab {i} is led by Fenna Quen{i}.",
+        metadata={"expected": f"Fenna Quen{i}"},
+    )
+    for i in range(3)
+]
+
+
+def lora_b_norm(adapter_dir) -> float:
+    weights = load_file(adapter_dir / "adapter_model.safetensors")
+    return sum(float(t.abs().sum()) for k, t in weights.items() if "lora_B" in k)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"method": "sdft"},
+        {"method": "sdft", "teacher": "ema", "kl_reduction": "mean"},
+        {"method": "sdft", "teacher_prompt": "context+turns"},
+        {"method": "sft"},
+    ],
+)
+def test_training_writes_an_adapter_that_moved(tiny_model_dir, tmp_path, overrides):
+    config = ConsolidationConfig(steps=2, batch_size=2, max_new_tokens=6, **overrides)
+    trainer = ConsolidationTrainer(tiny_model_dir, config, torch_threads=1)
+    seen = []
+    result = trainer.train(DEMOS, tmp_path / "adapter", on_step=seen.append)
+    assert [r.step for r in seen] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(r.loss)) for r in seen)
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    assert lora_b_norm(tmp_path / "adapter") > 0  # LoRA B starts at zero; training moved it
+    assert result.seconds_per_step > 0 and result.peak_rss_mb > 0
+    if config.method == "sdft":
+        assert seen[0].samples_with_answer is not None and seen[0].kl_other_tokens is not None
+
+
+def test_sdft_loss_is_zero_when_teacher_prompt_equals_student_prompt(tiny_model_dir, monkeypatch):
+    """With identical prompts and the base as teacher, the untrained student IS the teacher."""
+    import agent_cl.consolidation.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "teacher_messages", lambda d, mode: student_messages(d))
+    trainer = ConsolidationTrainer(
+        tiny_model_dir, ConsolidationConfig(steps=1, batch_size=2, max_new_tokens=5)
+    )
+    trainer._optimizer = torch.optim.SGD(trainer.trainable, lr=0.0)
+    record = trainer._sdft_step(DEMOS[:2], None)
+    assert record.loss == pytest.approx(0.0, abs=1e-5)
+
+
+def test_completion_logits_align_across_prompt_lengths(tiny_model_dir):
+    trainer = ConsolidationTrainer(tiny_model_dir, ConsolidationConfig(), torch_threads=1)
+    completion = [[11, 12, 13]]
+    with torch.no_grad():
+        short, mask = trainer.completion_logits([[5, 6]], completion)
+        both, mask2 = trainer.completion_logits([[5, 6], [7, 8, 9, 10]], [[11, 12, 13], [11, 12]])
+    assert mask.tolist() == [[True, True, True]]
+    assert mask2.tolist() == [[True, True, True], [True, True, False]]
+    assert torch.allclose(short[0], both[0], atol=1e-5)
+
+
+def test_ema_teacher_swaps_in_and_restores():
+    param = torch.nn.Parameter(torch.zeros(3))
+    ema = EMATeacher([param], rate=0.5)
+    with torch.no_grad():
+        param.add_(2.0)
+    ema.update()
+    assert torch.allclose(ema.shadow[0], torch.ones(3))
+    with ema.swapped_in():
+        assert torch.allclose(param, torch.ones(3))
+    assert torch.allclose(param, torch.full((3,), 2.0))
+
+
+def test_non_finite_loss_aborts(tiny_model_dir):
+    trainer = ConsolidationTrainer(tiny_model_dir, ConsolidationConfig(), torch_threads=1)
+    trainer._optimizer = torch.optim.SGD(trainer.trainable, lr=0.1)
+    with pytest.raises(NonFiniteLossError):
+        trainer._apply(torch.tensor(float("nan"), requires_grad=True), trainer_record())
+
+
+def trainer_record():
+    from agent_cl.consolidation.trainer import StepRecord
+
+    return StepRecord(0, 0.0, 0.0)
+
+
+def test_no_demonstrations_is_an_error(tiny_model_dir, tmp_path):
+    trainer = ConsolidationTrainer(tiny_model_dir, ConsolidationConfig(steps=1), torch_threads=1)
+    with pytest.raises(ValueError, match="nothing to consolidate"):
+        trainer.train([], tmp_path / "a")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"method": "grpo"},
+        {"steps": 0},
+        {"temperature": 0.0},
+        {"ema_rate": 0.0},
+        {"teacher": "oracle"},
+        {"learning_rate": -1.0},
+    ],
+)
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        ConsolidationConfig(**bad)
+
+
+def test_teacher_prompt_modes():
+    demo = DEMOS[0]
+    assert "Context:" in teacher_messages(demo, "context")[-1]["content"]
+    turns = teacher_messages(demo, "turns")
+    assert [m["role"] for m in turns] == ["user", "assistant", "user"]
+    assert "Context:" not in turns[-1]["content"]
+    no_note = demo.model_copy(update={"context": ""})
+    assert [m["role"] for m in teacher_messages(no_note, "context")] == [
+        "user",
+        "assistant",
+        "user",
+    ]
+    assert student_messages(demo) == [{"role": "user", "content": demo.query}]
+
+
+def test_answer_token_flags(embedded_model_dir):
+    from agent_cl.models.chat import load_tokenizer
+
+    tok = load_tokenizer(embedded_model_dir)
+    ids = tok("The lab is led by Fenna Quenmar.", add_special_tokens=False).input_ids
+    flags = _answer_token_flags(tok, ids, "fenna quenmar")
+    flagged = tok.decode([t for t, f in zip(ids, flags, strict=True) if f])
+    assert flagged.strip() == "Fenna Quenmar"
+    assert not any(_answer_token_flags(tok, ids, "somebody else"))
