@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
 from agent_cl.graphs import build_agent, task_messages
 from agent_cl.graphs.verifiers import answer_matches
 from agent_cl.memory.inmemory import InMemoryDemonstrationStore
@@ -15,9 +18,14 @@ def chat(tiny_model_dir):
     return BackendChatModel(backend=LocalBackend(tiny_model_dir, torch_threads=1), max_new_tokens=5)
 
 
-def test_verified_episode_is_logged_with_its_context(chat, hash_embedder):
+def scripted(*answers: str) -> GenericFakeChatModel:
+    """Any LangChain chat model can drive the agent; this one replies from a script."""
+    return GenericFakeChatModel(messages=iter([AIMessage(a) for a in answers]))
+
+
+def test_verified_episode_is_logged_with_its_context(hash_embedder):
     store = InMemoryDemonstrationStore(hash_embedder)
-    agent = build_agent(chat, store, verifier=lambda state: True, tenant="t")
+    agent = build_agent(scripted("Ana leads it."), store, tenant="t")
     state = agent.invoke(
         {"question": "Who leads the lab?", "context": "Ana leads it.", "expected": "Ana"}
     )
@@ -27,11 +35,13 @@ def test_verified_episode_is_logged_with_its_context(chat, hash_embedder):
     assert demo.answer == state["answer"] and demo.metadata == {"expected": "Ana"}
 
 
-def test_unverified_episode_is_not_logged(chat, hash_embedder):
+def test_unverified_or_empty_episode_is_not_logged(hash_embedder):
     store = InMemoryDemonstrationStore(hash_embedder)
-    agent = build_agent(chat, store)  # default verifier: answer must contain `expected`
-    state = agent.invoke({"question": "Who leads the lab?", "expected": "Zyxwvut Qqq"})
+    agent = build_agent(scripted("Bob leads it.", "  "), store)  # default: must contain expected
+    state = agent.invoke({"question": "Who leads the lab?", "expected": "Ana"})
     assert state["verified"] is False and "demonstration_id" not in state
+    always = build_agent(scripted("  "), store, verifier=lambda s: True)
+    assert always.invoke({"question": "Who leads the lab?"})["verified"] is False
     assert store.count() == 0
 
 
@@ -50,7 +60,7 @@ def test_retrieved_demonstrations_become_earlier_turns(chat, hash_embedder):
 
 
 def test_agent_without_memory_and_bad_input(chat):
-    agent = build_agent(chat, None, verifier=lambda s: True)
+    agent = build_agent(scripted("Hello."), None, verifier=lambda s: True)
     state = agent.invoke({"question": "Hi?"})
     assert state["retrieved"] == [] and state["demonstration_id"] is None
     with pytest.raises(ValueError, match="non-empty 'question'"):

@@ -74,7 +74,8 @@ def build_agent(
         }
 
     def verify(state: AgentState) -> dict:
-        return {"verified": bool(verifier(state))}
+        # An empty answer teaches nothing, whatever a custom verifier says.
+        return {"verified": bool(state.get("answer", "").strip()) and bool(verifier(state))}
 
     def log(state: AgentState) -> dict:
         if store is None:

@@ -7,6 +7,7 @@ before the new one becomes active, and none starts half-way through a swap.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,30 +91,36 @@ class LocalBackend:
         if adapter_path is not None and not (Path(adapter_path) / "adapter_config.json").exists():
             raise AdapterLoadError(f"{adapter_path} is not a PEFT adapter directory")
         with self._lock.write():
-            old = self._version
-            if version is not None and version != old:
-                self._load(version, Path(adapter_path))
+            if version is not None:
+                self._activate(version, Path(adapter_path))
             self._version = version
-            if old is not None and old != version:
-                self._peft.delete_adapter(_adapter_name(old))
 
-    def _load(self, version: int, path: Path) -> None:
+    def _activate(self, version: int, path: Path) -> None:
+        """Make adapter `version` active; keep only it loaded (versions are immutable)."""
         from peft import PeftModel
 
         name = _adapter_name(version)
         try:
             if self._peft is None:
                 self._peft = PeftModel.from_pretrained(self._base, path, adapter_name=name)
-            else:
-                if name in self._peft.peft_config:
-                    self._peft.delete_adapter(name)
+            elif name not in self._peft.peft_config:
                 self._peft.load_adapter(path, adapter_name=name)
             self._peft.set_adapter(name)
             self._peft.eval()
         except Exception as exc:
-            if self._version is not None and self._peft is not None:
-                self._peft.set_adapter(_adapter_name(self._version))
+            if self._peft is not None:
+                if name in self._peft.peft_config and name != self._loaded_name():
+                    with contextlib.suppress(Exception):  # drop a half-loaded adapter
+                        self._peft.delete_adapter(name)
+                if self._version is not None:
+                    self._peft.set_adapter(_adapter_name(self._version))
             raise AdapterLoadError(f"could not load adapter v{version} from {path}: {exc}") from exc
+        for other in list(self._peft.peft_config):
+            if other != name:
+                self._peft.delete_adapter(other)
+
+    def _loaded_name(self) -> str | None:
+        return None if self._version is None else _adapter_name(self._version)
 
     def health(self) -> dict:
         return {
