@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
