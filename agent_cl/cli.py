@@ -152,6 +152,44 @@ def _print_demo(report: dict, keys: tuple[str, ...]) -> None:
 
 
 @app.command()
+def run(
+    question: str = typer.Argument(..., help="the task"),
+    context: str | None = typer.Option(None, help="a source note to put in context"),
+    expected: str | None = typer.Option(
+        None, help="what a correct answer contains; verified answers are logged"
+    ),
+    home: HomeOption = None,
+    tenant: TenantOption = None,
+):
+    """Answer one task with the day-time agent (current adapter + retrieved demonstrations)."""
+    _quiet_libraries()
+    from agent_cl.models.provision import ModelNotProvisionedError
+
+    if not question.strip():
+        _fail("the question must not be empty")
+    settings = _settings(home, tenant)
+    from agent_cl.graphs.platform import build_default_agent
+
+    try:
+        graph = build_default_agent(settings)
+    except ModelNotProvisionedError as exc:
+        _fail(str(exc))
+    task = {"question": question}
+    if context:
+        task["context"] = context
+    if expected:
+        task["expected"] = expected
+    state = graph.invoke(task)
+    console.print(state["answer"])
+    version = state.get("adapter_version")
+    console.print(
+        f"[dim]adapter: {'base' if version is None else f'v{version}'}; "
+        f"retrieved {len(state.get('retrieved', []))} demonstrations; "
+        f"{'logged as a demonstration' if state.get('demonstration_id') else 'not logged'}[/]"
+    )
+
+
+@app.command()
 def sleep(
     method: str = typer.Option("sdft", help="consolidation objective: sdft or sft"),
     steps: int = typer.Option(64, help="training steps"),
