@@ -39,7 +39,7 @@ def test_retention_items_verify_answers():
 
 def test_fixture_is_frozen_for_the_embedded_model(embedded_model_dir):
     items = load_retention_set()
-    assert len(items) >= 100
+    assert len(items) >= 150
     assert len({i.item_id for i in items}) == len(items)
     assert fixture_model_sha256() == read_manifest(embedded_model_dir)["weights_sha256"]
     subset = load_retention_set(limit=20)

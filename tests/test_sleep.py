@@ -28,9 +28,9 @@ def test_sleep_publishes_swaps_and_marks(tiny_model_dir, tmp_path, hash_embedder
     backend = LocalBackend(tiny_model_dir, torch_threads=1)
     checked = {}
 
-    def check(generate):
-        checked["answers"] = generate([[{"role": "user", "content": "Who leads lab 1?"}]])
-        return {"probe": len(checked["answers"])}
+    def check(candidate):
+        checked["answers"] = candidate.generate([[{"role": "user", "content": "Who leads lab 1?"}]])
+        return {"probe": len(checked["answers"]), "kl": candidate.kl_from_base(["Say hi."])}
 
     report = run_sleep(
         store=store,
@@ -44,7 +44,7 @@ def test_sleep_publishes_swaps_and_marks(tiny_model_dir, tmp_path, hash_embedder
         torch_threads=1,
     )
     assert report.status == "published" and report.adapter_version == 1 and report.swapped
-    assert report.checks == {"probe": 1}
+    assert report.checks["probe"] == 1 and report.checks["kl"] > 0
     assert backend.adapter_version == 1
     assert registry.current().version == 1
     manifest = registry.current().manifest
@@ -71,7 +71,7 @@ def test_failure_before_publish_hands_the_claim_back(tiny_model_dir, tmp_path, h
     store.add(demos(2))
     registry = AdapterRegistry(tmp_path / "a")
 
-    def failing_check(generate):
+    def failing_check(candidate):
         raise RuntimeError("evaluation crashed")
 
     with pytest.raises(RuntimeError, match="evaluation crashed"):

@@ -10,6 +10,7 @@ from agent_cl.consolidation.teacher import EMATeacher
 from agent_cl.consolidation.trainer import (
     ConsolidationTrainer,
     NonFiniteLossError,
+    StepRecord,
     _answer_token_flags,
 )
 from agent_cl.memory.schema import Demonstration
@@ -37,11 +38,28 @@ def lora_b_norm(adapter_dir) -> float:
         {"method": "sdft", "teacher": "ema", "kl_reduction": "mean"},
         {"method": "sdft", "teacher_prompt": "context+turns"},
         {"method": "sft"},
+        {"method": "sft_name"},
+        {"method": "sft_replay"},
+        {"method": "sft_kl"},
+        {"method": "sft_kl", "anchor_samples": "base"},
+        {"method": "sdft_sft"},
+        {"method": "sdft_sft_kl"},
+        {"method": "gkd"},
+        {"method": "sdft_warm", "sft_warmup_steps": 1},
     ],
 )
 def test_training_writes_an_adapter_that_moved(tiny_model_dir, tmp_path, overrides):
-    config = ConsolidationConfig(steps=2, batch_size=2, max_new_tokens=6, **overrides)
-    trainer = ConsolidationTrainer(tiny_model_dir, config, torch_threads=1)
+    config = ConsolidationConfig(
+        steps=2,
+        batch_size=2,
+        max_new_tokens=6,
+        anchor_batch_size=2,
+        anchor_max_new_tokens=4,
+        **overrides,
+    )
+    trainer = ConsolidationTrainer(
+        tiny_model_dir, config, torch_threads=1, anchor_prompts=["Say hi.", "Name a color."]
+    )
     seen = []
     result = trainer.train(DEMOS, tmp_path / "adapter", on_step=seen.append)
     assert [r.step for r in seen] == [1, 2]
@@ -49,8 +67,21 @@ def test_training_writes_an_adapter_that_moved(tiny_model_dir, tmp_path, overrid
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
     assert lora_b_norm(tmp_path / "adapter") > 0  # LoRA B starts at zero; training moved it
     assert result.seconds_per_step > 0 and result.peak_rss_mb > 0
-    if config.method == "sdft":
-        assert seen[0].samples_with_answer is not None and seen[0].kl_other_tokens is not None
+    expected_terms = {
+        name
+        for name, weight in (
+            ("sft", config.sft_weight),
+            ("sdft", config.sdft_weight),
+            ("anchor_kl", config.anchor_kl_weight),
+            ("replay", config.replay_weight),
+        )
+        if weight > 0
+    }
+    assert set(seen[-1].terms) == expected_terms
+    if config.sft_warmup_steps:
+        assert set(seen[0].terms) == {"sft"}  # warm-up: SFT only
+    if config.uses_sdft and config.teacher_written_fraction < 1:
+        assert seen[-1].samples_with_answer is not None and seen[-1].kl_other_tokens is not None
 
 
 def test_sdft_loss_is_zero_when_teacher_prompt_equals_student_prompt(tiny_model_dir, monkeypatch):
@@ -61,9 +92,8 @@ def test_sdft_loss_is_zero_when_teacher_prompt_equals_student_prompt(tiny_model_
     trainer = ConsolidationTrainer(
         tiny_model_dir, ConsolidationConfig(steps=1, batch_size=2, max_new_tokens=5)
     )
-    trainer._optimizer = torch.optim.SGD(trainer.trainable, lr=0.0)
-    record = trainer._sdft_step(DEMOS[:2], None)
-    assert record.loss == pytest.approx(0.0, abs=1e-5)
+    loss = trainer._sdft_term(DEMOS[:2], None, StepRecord(1, 0.0, 0.0))
+    assert loss == pytest.approx(0.0, abs=1e-5)
 
 
 def test_completion_logits_align_across_prompt_lengths(tiny_model_dir):
@@ -91,15 +121,31 @@ def test_ema_teacher_swaps_in_and_restores():
 
 def test_non_finite_loss_aborts(tiny_model_dir):
     trainer = ConsolidationTrainer(tiny_model_dir, ConsolidationConfig(), torch_threads=1)
-    trainer._optimizer = torch.optim.SGD(trainer.trainable, lr=0.1)
     with pytest.raises(NonFiniteLossError):
-        trainer._apply(torch.tensor(float("nan"), requires_grad=True), trainer_record())
+        trainer._backward(torch.tensor(float("nan"), requires_grad=True))
 
 
-def trainer_record():
-    from agent_cl.consolidation.trainer import StepRecord
+def test_kl_from_base_is_zero_before_training_and_grows_after(tiny_model_dir, tmp_path):
+    config = ConsolidationConfig(method="sft", steps=3, batch_size=2, learning_rate=5e-2)
+    trainer = ConsolidationTrainer(tiny_model_dir, config, torch_threads=1)
+    prompts = ["Say hi.", "Name a color."]
+    assert trainer.kl_from_base(prompts, max_new_tokens=4) == pytest.approx(0.0, abs=1e-6)
+    trainer.train(DEMOS, tmp_path / "a")
+    assert trainer.kl_from_base(prompts, max_new_tokens=4) > 1e-4
+    with pytest.raises(ValueError):
+        trainer.kl_from_base([])
 
-    return StepRecord(0, 0.0, 0.0)
+
+def test_forward_and_reverse_kl_differ_and_both_train_the_student():
+    from agent_cl.consolidation.losses import forward_kl_per_token, reverse_kl_per_token
+
+    student = torch.randn(1, 2, 5, requires_grad=True)
+    teacher = torch.randn(1, 2, 5)
+    fwd = forward_kl_per_token(student, teacher)
+    rev = reverse_kl_per_token(student, teacher)
+    assert not torch.allclose(fwd, rev)
+    fwd.sum().backward()
+    assert student.grad.abs().sum() > 0
 
 
 def test_no_demonstrations_is_an_error(tiny_model_dir, tmp_path):
@@ -117,6 +163,10 @@ def test_no_demonstrations_is_an_error(tiny_model_dir, tmp_path):
         {"ema_rate": 0.0},
         {"teacher": "oracle"},
         {"learning_rate": -1.0},
+        {"method": "sft", "sft_weight": 0.0},
+        {"anchor_samples": "nobody"},
+        {"teacher_written_fraction": 1.5},
+        {"sft_target": "name"},
     ],
 )
 def test_config_rejects_bad_values(bad):

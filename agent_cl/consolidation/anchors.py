@@ -8,9 +8,22 @@ in `evals/retention.py`, so retention measures generalisation of the anchor, not
 from __future__ import annotations
 
 _TOPICS = [
-    "the ocean", "a rainy day", "friendship", "a busy city", "autumn leaves", "a good breakfast",
-    "learning to swim", "the night sky", "a mountain hike", "a library", "winter", "a garden",
-    "a train journey", "music", "a birthday party", "the moon",
+    "the ocean",
+    "a rainy day",
+    "friendship",
+    "a busy city",
+    "autumn leaves",
+    "a good breakfast",
+    "learning to swim",
+    "the night sky",
+    "a mountain hike",
+    "a library",
+    "winter",
+    "a garden",
+    "a train journey",
+    "music",
+    "a birthday party",
+    "the moon",
 ]
 _TASKS = [
     "Write one sentence about {t}.",

@@ -1,15 +1,41 @@
-"""Every knob of consolidation, validated before any model is loaded (TRL's config pattern)."""
+"""Every knob of consolidation, validated before any model is loaded (TRL's config pattern).
+
+A *method* is a named recipe: a preset of the loss weights below. Any weight given explicitly
+overrides the preset, so new mixes need no new code.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-Method = Literal["sdft", "sft"]
 Teacher = Literal["base", "ema"]
 TeacherPrompt = Literal["context", "turns", "context+turns"]
 Reduction = Literal["sum", "mean"]
-METHODS: tuple[str, ...] = ("sdft", "sft")
+
+# Recipes, each a point on the learn/retain frontier (docs/results/consolidation.md).
+RECIPES: dict[str, dict[str, Any]] = {
+    # The paper's objective: on-policy reverse KL to the demonstration-conditioned teacher.
+    "sdft": {"sdft_weight": 1.0},
+    # Cross-entropy on the verified answer sentence.
+    "sft": {"sft_weight": 1.0},
+    # Cross-entropy on the bare expected answer (e.g. a name): learns fast, leaks it everywhere.
+    "sft_name": {"sft_weight": 1.0, "sft_target": "expected"},
+    # SFT + the base model's own answers to general prompts (self-replay).
+    "sft_replay": {"sft_weight": 1.0, "replay_weight": 1.0},
+    # SFT + KL(student || base) on general prompts: self-distillation towards the base.
+    "sft_kl": {"sft_weight": 1.0, "anchor_kl_weight": 5.0},
+    # SFT + on-policy SDFT: SFT bootstraps the answer, SDFT shapes the student's own samples.
+    "sdft_sft": {"sft_weight": 1.0, "sdft_weight": 1.0},
+    # sdft_sft + the KL-to-base anchor.
+    "sdft_sft_kl": {"sft_weight": 1.0, "sdft_weight": 1.0, "anchor_kl_weight": 5.0},
+    # GKD-style mixing: half the sequences written by the teacher (forward KL on those).
+    "gkd": {"sdft_weight": 1.0, "teacher_written_fraction": 0.5},
+    # A short SFT phase, then pure SDFT.
+    "sdft_warm": {"sdft_weight": 1.0, "sft_warmup_steps": 16},
+}
+METHODS: tuple[str, ...] = tuple(RECIPES)
+DEFAULT_METHOD = "sdft"
 
 
 @dataclass
@@ -17,22 +43,27 @@ class ConsolidationConfig:
     """How a sleep turns demonstrations into a LoRA adapter.
 
     Parameters that choose the objective:
-        method: "sdft" (the paper's on-policy self-distillation: the student samples its own
-            answer to the bare query and is pulled towards the demonstration-conditioned teacher
-            by per-token reverse KL) or "sft" (cross-entropy on the demonstrated answers).
+        method: a named recipe from RECIPES (presets the weights below).
+        sft_weight, sft_target: cross-entropy on the demonstrated "answer" sentence or on the
+            "expected" string alone.
+        sdft_weight: on-policy reverse KL(student || teacher) along the student's own sample.
+        teacher_written_fraction: share of SDFT sequences written by the teacher instead of
+            sampled from the student (GKD's on-policy fraction, inverted); forward KL on those.
+        sft_warmup_steps: steps of SFT only before the SDFT term starts.
+        anchor_kl_weight: beta of KL(student || base) on general prompts (the retention anchor).
+        anchor_samples: whose continuations of the general prompts the anchor runs along:
+            "student" (fresh greedy samples every step, on-policy) or "base" (the base model's
+            answers, computed once: cheaper).
+        replay_weight: cross-entropy on the base model's own answers to general prompts.
     Parameters that control the teacher (sdft):
-        teacher: "base" (frozen base weights) or "ema" (an exponential moving average of the
-            student's adapter, updated every step at `ema_rate`).
-        teacher_prompt: how the demonstration enters the teacher's prompt: "context" (the note
-            before the question, as the agent saw it by day), "turns" (the demonstrated Q/A as
-            an earlier turn), or both.
-    Parameters that control student sampling (sdft):
-        max_new_tokens, temperature: the on-policy sample's length and temperature.
-    Parameters that control optimisation:
-        steps, batch_size, learning_rate, lora_r, lora_alpha, lora_dropout, target_modules.
+        teacher: "base" (frozen base weights) or "ema" (EMA of the student's adapter).
+        teacher_prompt: how the demonstration enters the teacher's prompt.
+    Parameters that control sampling: max_new_tokens, temperature, anchor_batch_size,
+        anchor_max_new_tokens.
+    Parameters that control optimisation: steps, batch_size, learning_rate, lora_*.
     """
 
-    method: Method = field(default="sdft", metadata={"help": "objective: sdft or sft"})
+    method: str = field(default=DEFAULT_METHOD, metadata={"help": f"recipe: {', '.join(RECIPES)}"})
     steps: int = field(default=64, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=8, metadata={"help": "demonstrations per step"})
     learning_rate: float = field(default=2e-3, metadata={"help": "AdamW learning rate"})
@@ -44,6 +75,28 @@ class ConsolidationConfig:
     target_modules: str = field(
         default="all-linear", metadata={"help": "peft target_modules ('all-linear' or a,b,c)"}
     )
+    sft_weight: float | None = field(default=None, metadata={"help": "weight of the SFT term"})
+    sft_target: str | None = field(
+        default=None, metadata={"help": "SFT target: 'answer' sentence or 'expected' string"}
+    )
+    sdft_weight: float | None = field(default=None, metadata={"help": "weight of the SDFT term"})
+    teacher_written_fraction: float | None = field(
+        default=None, metadata={"help": "share of SDFT sequences written by the teacher"}
+    )
+    sft_warmup_steps: int | None = field(
+        default=None, metadata={"help": "SFT-only steps before SDFT starts"}
+    )
+    anchor_kl_weight: float | None = field(
+        default=None, metadata={"help": "beta of KL(student || base) on general prompts"}
+    )
+    anchor_samples: str = field(
+        default="student", metadata={"help": "anchor continuations: 'student' or 'base'"}
+    )
+    replay_weight: float | None = field(
+        default=None, metadata={"help": "weight of SFT on the base's own general answers"}
+    )
+    anchor_batch_size: int = field(default=4, metadata={"help": "general prompts per step"})
+    anchor_max_new_tokens: int = field(default=24, metadata={"help": "anchor continuation length"})
     teacher: Teacher = field(default="base", metadata={"help": "teacher weights: base or ema"})
     ema_rate: float = field(default=0.01, metadata={"help": "EMA rate per step (teacher=ema)"})
     teacher_prompt: TeacherPrompt = field(
@@ -52,23 +105,63 @@ class ConsolidationConfig:
     max_new_tokens: int = field(default=32, metadata={"help": "student sample length (sdft)"})
     temperature: float = field(default=1.0, metadata={"help": "student sampling temperature"})
     kl_reduction: Reduction = field(
-        default="sum", metadata={"help": "sum or mean the per-token KL over the sample"}
+        default="sum", metadata={"help": "sum or mean the per-token SDFT KL over the sample"}
     )
     seed: int = field(default=0, metadata={"help": "seed for data order and sampling"})
     log_every: int = field(default=1, metadata={"help": "steps between metric records"})
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
+        if self.method not in RECIPES:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        preset = RECIPES[self.method]
+        defaults = {
+            "sft_weight": 0.0,
+            "sft_target": "answer",
+            "sdft_weight": 0.0,
+            "teacher_written_fraction": 0.0,
+            "sft_warmup_steps": 0,
+            "anchor_kl_weight": 0.0,
+            "replay_weight": 0.0,
+        }
+        for name, fallback in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, preset.get(name, fallback))
+        self._validate()
+
+    def _validate(self) -> None:
         if self.teacher not in ("base", "ema"):
             raise ValueError(f"teacher must be 'base' or 'ema', got {self.teacher!r}")
         if self.teacher_prompt not in ("context", "turns", "context+turns"):
             raise ValueError(f"unknown teacher_prompt {self.teacher_prompt!r}")
         if self.kl_reduction not in ("sum", "mean"):
             raise ValueError(f"kl_reduction must be 'sum' or 'mean', got {self.kl_reduction!r}")
-        for name in ("steps", "batch_size", "lora_r", "lora_alpha", "max_new_tokens", "log_every"):
+        if self.sft_target not in ("answer", "expected"):
+            raise ValueError(f"sft_target must be 'answer' or 'expected', got {self.sft_target!r}")
+        if self.anchor_samples not in ("student", "base"):
+            raise ValueError(
+                f"anchor_samples must be 'student' or 'base', got {self.anchor_samples!r}"
+            )
+        for name in (
+            "steps",
+            "batch_size",
+            "lora_r",
+            "lora_alpha",
+            "max_new_tokens",
+            "log_every",
+            "anchor_batch_size",
+            "anchor_max_new_tokens",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("sft_weight", "sdft_weight", "anchor_kl_weight", "replay_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (self.sft_weight or self.sdft_weight):
+            raise ValueError("nothing to learn from: sft_weight and sdft_weight are both 0")
+        if not 0 <= self.teacher_written_fraction <= 1:
+            raise ValueError("teacher_written_fraction must be in [0, 1]")
+        if self.sft_warmup_steps < 0:
+            raise ValueError(f"sft_warmup_steps must be >= 0, got {self.sft_warmup_steps}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0 < self.ema_rate <= 1:
@@ -80,8 +173,20 @@ class ConsolidationConfig:
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
 
+    @property
+    def uses_sdft(self) -> bool:
+        return self.sdft_weight > 0
+
+    @property
+    def uses_anchor(self) -> bool:
+        return self.anchor_kl_weight > 0 or self.replay_weight > 0
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
 
     @property
     def peft_target_modules(self) -> str | list[str]:

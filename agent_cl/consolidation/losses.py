@@ -44,3 +44,20 @@ def masked_sequence_loss(
     elif reduction != "sum":
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     return per_sequence.mean()
+
+
+def forward_kl_per_token(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float = 1.0
+) -> torch.Tensor:
+    """KL(teacher || student) per position: mass-covering, the soft-target distillation loss.
+
+    Used on teacher-written sequences, where the student must learn tokens it would not say.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student and teacher logits differ in shape: "
+            f"{tuple(student_logits.shape)} vs {tuple(teacher_logits.shape)}"
+        )
+    log_p = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    log_q = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
+    return (log_q.exp() * (log_q - log_p)).sum(dim=-1)

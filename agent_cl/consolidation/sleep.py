@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.trainer import ConsolidationTrainer, StepRecord
@@ -30,7 +30,19 @@ from agent_cl.serving.registry import AdapterRegistry, AdapterVersion
 log = logging.getLogger(__name__)
 
 Generate = Callable[[list[list[ChatMessage]]], list[str]]
-Check = Callable[[Generate], dict[str, Any]]
+
+
+class Candidate(Protocol):
+    """What a check may ask of the freshly trained, not yet published adapter."""
+
+    def generate(
+        self, conversations: list[list[ChatMessage]], *, max_new_tokens: int = 48
+    ) -> list[str]: ...
+
+    def kl_from_base(self, prompts: list[str], *, max_new_tokens: int = 24) -> float: ...
+
+
+Check = Callable[[Candidate], dict[str, Any]]
 
 
 @dataclass
@@ -89,7 +101,7 @@ def run_sleep(
             "history": [asdict(r) for r in result.history],
         }
         if check is not None:
-            report.checks = check(trainer.generate)
+            report.checks = check(trainer)
         del trainer
         published = registry.publish(
             result.adapter_dir,

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import torch
 
+from agent_cl.consolidation.anchors import default_anchor_prompts
 from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.losses import (
+    forward_kl_per_token,
     masked_sequence_loss,
     reverse_kl_per_token,
     token_cross_entropy,
@@ -49,6 +51,7 @@ class StepRecord:
     loss: float
     seconds: float
     sample_seconds: float = 0.0
+    terms: dict[str, float] = field(default_factory=dict)  # each weighted term's raw value
     # SDFT diagnostics: mean per-token KL at the tokens that spell the expected answer vs the
     # rest, and the share of student samples that contain the expected answer at all.
     kl_answer_tokens: float | None = None
@@ -80,6 +83,7 @@ class ConsolidationTrainer:
         *,
         torch_threads: int = 2,
         init_adapter: Path | None = None,
+        anchor_prompts: Sequence[str] | None = None,
     ) -> None:
         from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -102,6 +106,10 @@ class ConsolidationTrainer:
             )
             self.model = get_peft_model(base, lora)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.anchor_prompts = list(anchor_prompts or default_anchor_prompts())
+        if self.config.uses_anchor and not self.anchor_prompts:
+            raise ValueError("the anchor/replay terms need at least one general prompt")
+        self._base_answers: list[list[int]] | None = None
 
     # -- data path -------------------------------------------------------------------------
     def _prompt_ids(self, conversations: Sequence[Sequence[ChatMessage]]) -> list[list[int]]:
@@ -138,16 +146,132 @@ class ConsolidationTrainer:
             targets[i, : len(comp)] = torch.tensor(comp)
         return targets
 
-    def _sample_completions(self, prompts_text: list[str]) -> list[list[int]]:
-        """On-policy samples from the current student, cut after the first end-of-turn token."""
+    # -- objectives: each term computes its loss and backpropagates at once (less memory) --
+    def _sdft_term(self, batch: list[Demonstration], ema: EMATeacher | None, record) -> float:
+        cfg = self.config
+        n_teacher = round(cfg.teacher_written_fraction * len(batch))
+        on_policy, teacher_written = batch[n_teacher:], batch[:n_teacher]
+        total = 0.0
+        t0 = time.perf_counter()
+        samples: list[tuple[list[Demonstration], list[list[int]], bool]] = []
+        if on_policy:
+            prompts = [render_prompt(self.tokenizer, student_messages(d)) for d in on_policy]
+            samples.append((on_policy, self._sample(prompts, greedy=False), False))
+        if teacher_written:
+            prompts = [
+                render_prompt(self.tokenizer, teacher_messages(d, cfg.teacher_prompt))
+                for d in teacher_written
+            ]
+            with teacher_context(self.model, ema):
+                written = self._sample(prompts, greedy=False)
+            samples.append((teacher_written, written, True))
+        record.sample_seconds += time.perf_counter() - t0
+        for demos, completions, written_by_teacher in samples:
+            teacher_prompts = self._prompt_ids(
+                [teacher_messages(d, cfg.teacher_prompt) for d in demos]
+            )
+            with torch.no_grad(), teacher_context(self.model, ema):
+                teacher_logits, _ = self.completion_logits(teacher_prompts, completions)
+            student_prompts = self._prompt_ids([student_messages(d) for d in demos])
+            student_logits, mask = self.completion_logits(student_prompts, completions)
+            divergence = forward_kl_per_token if written_by_teacher else reverse_kl_per_token
+            per_token = divergence(student_logits, teacher_logits)
+            loss = masked_sequence_loss(per_token, mask, reduction=cfg.kl_reduction)
+            share = len(demos) / len(batch)
+            self._backward(cfg.sdft_weight * share * loss)
+            total += share * float(loss.detach())
+            if not written_by_teacher:
+                self._answer_diagnostics(record, demos, completions, per_token.detach(), mask)
+        return total
+
+    def _sft_term(self, batch: list[Demonstration], weight: float) -> float:
+        eos = self.tokenizer.eos_token_id
+        targets = [self._sft_text(d) for d in batch]
+        prompts = self._prompt_ids([student_messages(d) for d in batch])
+        completions = [
+            [*self.tokenizer(t, add_special_tokens=False).input_ids, eos] for t in targets
+        ]
+        loss = self._cross_entropy(prompts, completions)
+        self._backward(weight * loss)
+        return float(loss.detach())
+
+    def _sft_text(self, demo: Demonstration) -> str:
+        if self.config.sft_target == "expected":
+            expected = str(demo.metadata.get("expected", "")).strip()
+            if not expected:
+                raise ValueError(
+                    f"sft_target='expected' needs metadata['expected'] on every demonstration; "
+                    f"{demo.id} has none"
+                )
+            return expected
+        return demo.answer
+
+    def _cross_entropy(self, prompts, completions) -> torch.Tensor:
+        logits, mask = self.completion_logits(prompts, completions)
+        per_token = token_cross_entropy(logits, self._targets(completions, logits.shape[1]))
+        return masked_sequence_loss(per_token, mask, reduction="mean")
+
+    def _anchor_terms(self, rng: random.Random, record) -> dict[str, float]:
+        """KL(student || base) and/or self-replay on a few general prompts."""
+        cfg = self.config
+        picks = rng.sample(
+            range(len(self.anchor_prompts)), min(cfg.anchor_batch_size, len(self.anchor_prompts))
+        )
+        convs = [[{"role": "user", "content": self.anchor_prompts[i]}] for i in picks]
+        prompts = self._prompt_ids(convs)
+        terms: dict[str, float] = {}
+        if cfg.anchor_kl_weight > 0:
+            if cfg.anchor_samples == "student":
+                t0 = time.perf_counter()
+                texts = [render_prompt(self.tokenizer, c) for c in convs]
+                completions = self._sample(texts, greedy=True, max_new=cfg.anchor_max_new_tokens)
+                record.sample_seconds += time.perf_counter() - t0
+            else:
+                completions = [self._base_answer_ids()[i] for i in picks]
+            with torch.no_grad(), self.model.disable_adapter():
+                base_logits, _ = self.completion_logits(prompts, completions)
+            student_logits, mask = self.completion_logits(prompts, completions)
+            per_token = reverse_kl_per_token(student_logits, base_logits)
+            loss = masked_sequence_loss(per_token, mask, reduction="mean")
+            self._backward(cfg.anchor_kl_weight * loss)
+            terms["anchor_kl"] = float(loss.detach())
+        if cfg.replay_weight > 0:
+            completions = [self._base_answer_ids()[i] for i in picks]
+            loss = self._cross_entropy(prompts, completions)
+            self._backward(cfg.replay_weight * loss)
+            terms["replay"] = float(loss.detach())
+        return terms
+
+    def _base_answer_ids(self) -> list[list[int]]:
+        """The base model's greedy answers to every anchor prompt, computed once."""
+        if self._base_answers is None:
+            texts = [
+                render_prompt(self.tokenizer, [{"role": "user", "content": p}])
+                for p in self.anchor_prompts
+            ]
+            answers: list[list[int]] = []
+            with self.model.disable_adapter():
+                for start in range(0, len(texts), 16):
+                    answers += self._sample(
+                        texts[start : start + 16],
+                        greedy=True,
+                        max_new=self.config.anchor_max_new_tokens,
+                    )
+            self._base_answers = answers
+        return self._base_answers
+
+    def _sample(
+        self, prompts_text: list[str], *, greedy: bool, max_new: int | None = None
+    ) -> list[list[int]]:
+        """Samples from the live model (or the teacher inside `teacher_context`), cut after eos."""
         was_training = self.model.training
         self.model.eval()
         ids = generate_ids(
             self.model,
             self.tokenizer,
             prompts_text,
-            max_new_tokens=self.config.max_new_tokens,
-            temperature=self.config.temperature,
+            max_new_tokens=max_new or self.config.max_new_tokens,
+            temperature=0.0 if greedy else self.config.temperature,
         )
         self.model.train(was_training)
         eos = self.tokenizer.eos_token_id
@@ -157,44 +281,31 @@ class ConsolidationTrainer:
             completions.append(row[:cut] or [eos])
         return completions
 
-    # -- objectives ------------------------------------------------------------------------
-    def _sdft_step(self, batch: list[Demonstration], ema: EMATeacher | None) -> StepRecord:
-        cfg = self.config
-        student_convs = [student_messages(d) for d in batch]
-        t0 = time.perf_counter()
-        student_text = [render_prompt(self.tokenizer, c) for c in student_convs]
-        completions = self._sample_completions(student_text)
-        sample_seconds = time.perf_counter() - t0
-        student_prompts = self._prompt_ids(student_convs)
-        teacher_prompts = self._prompt_ids([teacher_messages(d, cfg.teacher_prompt) for d in batch])
-        with torch.no_grad(), teacher_context(self.model, ema):
-            teacher_logits, _ = self.completion_logits(teacher_prompts, completions)
-        student_logits, mask = self.completion_logits(student_prompts, completions)
-        per_token = reverse_kl_per_token(student_logits, teacher_logits)
-        loss = masked_sequence_loss(per_token, mask, reduction=cfg.kl_reduction)
-        record = StepRecord(0, 0.0, 0.0, sample_seconds=sample_seconds)
-        self._answer_diagnostics(record, batch, completions, per_token.detach(), mask)
-        return self._apply(loss, record)
-
-    def _sft_step(self, batch: list[Demonstration]) -> StepRecord:
-        eos = self.tokenizer.eos_token_id
-        prompts = self._prompt_ids([student_messages(d) for d in batch])
-        completions = [
-            [*self.tokenizer(d.answer, add_special_tokens=False).input_ids, eos] for d in batch
-        ]
-        logits, mask = self.completion_logits(prompts, completions)
-        per_token = token_cross_entropy(logits, self._targets(completions, logits.shape[1]))
-        loss = masked_sequence_loss(per_token, mask, reduction="mean")
-        return self._apply(loss, StepRecord(0, 0.0, 0.0))
-
-    def _apply(self, loss: torch.Tensor, record: StepRecord) -> StepRecord:
+    def _backward(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"loss became {loss.item()}; aborting consolidation")
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.trainable, self.config.max_grad_norm)
+
+    def _step(self, batch, ema, rng, step: int) -> StepRecord:
+        cfg = self.config
+        record = StepRecord(step, 0.0, 0.0)
+        warming_up = step <= cfg.sft_warmup_steps
+        weights = {
+            "sft": cfg.sft_weight or (1.0 if warming_up else 0.0),
+            "sdft": 0.0 if warming_up else cfg.sdft_weight,
+            "anchor_kl": cfg.anchor_kl_weight,
+            "replay": cfg.replay_weight,
+        }
+        if weights["sft"] > 0:
+            record.terms["sft"] = self._sft_term(batch, weights["sft"])
+        if weights["sdft"] > 0:
+            record.terms["sdft"] = self._sdft_term(batch, ema, record)
+        if cfg.uses_anchor:
+            record.terms.update(self._anchor_terms(rng, record))
+        record.loss = sum(weights[k] * v for k, v in record.terms.items())
+        torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
         self._optimizer.step()
         self._optimizer.zero_grad(set_to_none=True)
-        record.loss = float(loss.item())
         return record
 
     def _answer_diagnostics(self, record, batch, completions, per_token, mask) -> None:
@@ -211,7 +322,7 @@ class ConsolidationTrainer:
                     (answer_kl if flag else other_kl).append(float(per_token[i, j]))
         record.kl_answer_tokens = sum(answer_kl) / len(answer_kl) if answer_kl else None
         record.kl_other_tokens = sum(other_kl) / len(other_kl) if other_kl else None
-        record.samples_with_answer = hits / len(batch)
+        record.samples_with_answer = hits / len(batch) if batch else None
 
     # -- loop ------------------------------------------------------------------------------
     def train(
@@ -228,6 +339,8 @@ class ConsolidationTrainer:
             self.trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay
         )
         ema = EMATeacher(self.trainable, cfg.ema_rate) if cfg.teacher == "ema" else None
+        if cfg.uses_anchor and (cfg.replay_weight > 0 or cfg.anchor_samples == "base"):
+            self._base_answer_ids()  # once, before the adapter moves
         rng = random.Random(cfg.seed)
         order: list[Demonstration] = []
         history: list[StepRecord] = []
@@ -241,11 +354,10 @@ class ConsolidationTrainer:
                     rng.shuffle(order)
                 batch.append(order.pop())
             t0 = time.perf_counter()
-            sdft = cfg.method == "sdft"
-            record = self._sdft_step(batch, ema) if sdft else self._sft_step(batch)
+            record = self._step(batch, ema, rng, step)
             if ema is not None:
                 ema.update()
-            record.step, record.seconds = step, time.perf_counter() - t0
+            record.seconds = time.perf_counter() - t0
             if step % cfg.log_every == 0 or step == cfg.steps:
                 history.append(record)
             if on_step is not None:
@@ -265,6 +377,29 @@ class ConsolidationTrainer:
             final_loss=history[-1].loss if history else math.nan,
             history=history,
         )
+
+    def kl_from_base(self, prompts: Sequence[str], *, max_new_tokens: int = 24) -> float:
+        """Mean per-token KL(candidate || base) along the candidate's own greedy answers.
+
+        A sharper forgetting signal than accuracy: it moves before answers flip.
+        """
+        if not prompts:
+            raise ValueError("kl_from_base needs at least one prompt")
+        self.model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(prompts), 16):
+                convs = [[{"role": "user", "content": p}] for p in prompts[start : start + 16]]
+                texts = [render_prompt(self.tokenizer, c) for c in convs]
+                completions = self._sample(texts, greedy=True, max_new=max_new_tokens)
+                prompt_ids = self._prompt_ids(convs)
+                candidate, mask = self.completion_logits(prompt_ids, completions)
+                with self.model.disable_adapter():
+                    base, _ = self.completion_logits(prompt_ids, completions)
+                per_token = reverse_kl_per_token(candidate, base)
+                total += float((per_token * mask).sum())
+                count += int(mask.sum())
+        return total / max(count, 1)
 
     def generate(
         self, conversations: Sequence[Sequence[ChatMessage]], *, max_new_tokens: int = 48

@@ -18,10 +18,10 @@ from typing import Any
 
 from agent_cl.config import Settings
 from agent_cl.consolidation.config import ConsolidationConfig
-from agent_cl.consolidation.sleep import Generate, run_sleep
+from agent_cl.consolidation.sleep import Candidate, Generate, run_sleep
 from agent_cl.consolidation.trainer import StepRecord
 from agent_cl.evals.facts import Fact, build_facts
-from agent_cl.evals.retention import load_retention_set
+from agent_cl.evals.retention import KL_PROMPTS, load_retention_set
 from agent_cl.evals.retention import score as retention_score
 from agent_cl.graphs.agent import build_agent, task_messages
 from agent_cl.memory.chroma import ChromaDemonstrationStore
@@ -70,12 +70,9 @@ class DemoConfig:
         return cls(**{"n_facts": 16, "retention_limit": 60, **overrides})
 
     def consolidation(self) -> ConsolidationConfig:
-        if self.method == "sft":
-            return ConsolidationConfig(
-                method="sft", steps=self.steps or 2 * self.n_facts, batch_size=4, seed=self.seed
-            )
+        # Each demonstration is seen about 8 times: batch 4, 2 steps per fact.
         return ConsolidationConfig(
-            method=self.method, steps=self.steps or self.n_facts, batch_size=8, seed=self.seed
+            method=self.method, steps=self.steps or 2 * self.n_facts, batch_size=4, seed=self.seed
         )
 
 
@@ -157,9 +154,13 @@ def run_demo(
     # Night: the sleep job consolidates and hot-swaps the served model.
     say(f"night: sleep job ({consolidation.method}, {consolidation.steps} steps)")
 
-    def check(generate: Generate) -> dict[str, Any]:
-        acc, _, _ = facts_eval(generate)
-        return {"held_out_acc": acc, "retention": retention_eval(generate)}
+    def check(candidate: Candidate) -> dict[str, Any]:
+        acc, _, _ = facts_eval(candidate.generate)
+        return {
+            "held_out_acc": acc,
+            "retention": retention_eval(candidate.generate),
+            "kl_from_base": candidate.kl_from_base(KL_PROMPTS),
+        }
 
     report = run_sleep(
         store=store,

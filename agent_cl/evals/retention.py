@@ -54,6 +54,10 @@ _CAPITALS = {
     "Mexico": "Mexico City",
     "Turkey": "Ankara",
 }
+_LETTER_COUNTS = [
+    ("cat", 3), ("dog", 3), ("tree", 4), ("book", 4), ("house", 5), ("apple", 5), ("sun", 3),
+    ("water", 5), ("moon", 4), ("fish", 4), ("bird", 4), ("car", 3),
+]
 _FACTS = [
     ("What color is the sky on a clear day?", "blue"),
     ("What color is grass?", "green"),
@@ -80,6 +84,43 @@ _FACTS = [
     ("What is frozen water called?", "ice"),
     ("Which animal says 'meow'?", "cat"),
     ("What is the color of a banana?", "yellow"),
+    ("What color is snow?", "white"),
+    ("What color is a tomato?", "red"),
+    ("What color is coal?", "black"),
+    ("Which animal barks?", "dog"),
+    ("Which animal gives us milk?", "cow"),
+    ("What do cows drink?", "water"),
+    ("How many wheels does a bicycle have?", "two|2"),
+    ("How many legs does a dog have?", "four|4"),
+    ("How many fingers are on one hand?", "five|5"),
+    ("What is the largest ocean on Earth?", "Pacific"),
+    ("What is the capital city of the United States?", "Washington"),
+    ("Who was the first president of the United States?", "Washington"),
+    ("What language is spoken in France?", "French"),
+    ("What language is spoken in Germany?", "German"),
+    ("What language is spoken in Spain?", "Spanish"),
+    ("What is the main language of Brazil?", "Portuguese"),
+    ("Which planet is known as the Red Planet?", "Mars"),
+    ("What is the hottest planet in the solar system?", "Venus"),
+    ("What do you call a baby cat?", "kitten"),
+    ("What do you call a baby dog?", "puppy"),
+    ("What is the largest mammal?", "whale"),
+    ("What is the fastest land animal?", "cheetah"),
+    ("What do caterpillars turn into?", "butterfl"),
+    ("What is the center of an atom called?", "nucleus"),
+    ("What organ pumps blood through the body?", "heart"),
+    ("What do we breathe in to live?", "oxygen"),
+    ("What is the currency of the United Kingdom?", "pound"),
+    ("What is the currency of Japan?", "yen"),
+    ("In which country are the pyramids of Giza?", "Egypt"),
+    ("Where is the Eiffel Tower?", "Paris"),
+    ("Which continent is Kenya in?", "Africa"),
+    ("What is the tallest mountain in the world?", "Everest"),
+    ("Who developed the theory of relativity?", "Einstein"),
+    ("Who wrote Hamlet?", "Shakespeare"),
+    ("How many continents are there?", "seven|7"),
+    ("How many minutes are in an hour?", "60|sixty"),
+    ("How many seconds are in a minute?", "60|sixty"),
 ]
 _FORMATS = [
     ("Reply with only the word YES in capital letters.", "YES"),
@@ -100,6 +141,62 @@ _FORMATS = [
     ("What month comes after March?", "April"),
     ("List the three primary colors.", "red"),
 ]
+
+
+# Prompts for the KL-from-base measurement: open-ended, disjoint from the retention items and
+# from the training anchors in consolidation/anchors.py.
+KL_PROMPTS: tuple[str, ...] = (
+    "What is your favourite season and why?",
+    "Explain what a rainbow is.",
+    "Give me a recipe idea for dinner.",
+    "How do I make friends in a new city?",
+    "What is the water cycle?",
+    "Describe a cat.",
+    "Why do we sleep?",
+    "Write a haiku about snow.",
+    "What are clouds made of?",
+    "How does a bicycle work?",
+    "Suggest a title for a mystery novel.",
+    "What is gravity?",
+    "How do bees communicate?",
+    "Describe the taste of chocolate.",
+    "What makes a good teacher?",
+    "How do I write a thank-you note?",
+    "What is the internet?",
+    "Why is the sea salty?",
+    "Tell me about volcanoes.",
+    "What is a healthy snack?",
+    "How do plants grow?",
+    "Give me a tip for studying.",
+    "What is democracy?",
+    "Describe a sunset.",
+    "What does a firefighter do?",
+    "How do magnets work?",
+    "Why do leaves change color?",
+    "What is a computer?",
+    "Write a short poem about the sea.",
+    "How do fish breathe?",
+    "What is an atom?",
+    "Suggest a weekend activity.",
+    "What is a planet?",
+    "How is bread made?",
+    "Why do birds migrate?",
+    "What is electricity?",
+    "Describe a forest.",
+    "What is the purpose of a museum?",
+    "How do I stay calm?",
+    "What is a verb?",
+    "Tell me something about penguins.",
+    "Why do we have seasons?",
+    "What is recycling?",
+    "How do I care for a houseplant?",
+    "What is a good habit?",
+    "Describe your ideal house.",
+    "What is a desert?",
+    "How do vaccines work?",
+    "What is the job of the heart?",
+    "Give me a fun fact about space.",
+)
 
 
 @dataclass(frozen=True)
@@ -133,6 +230,14 @@ def candidate_pool(seed: int = 0) -> list[RetentionItem]:
     for a in range(10, 30):
         b = rng.randint(1, 9)
         items.append(_item("sub", f"What is {a} minus {b}?", str(a - b)))
+    for a in range(10, 20):
+        for b in range(1, 10):
+            if rng.random() < 0.5:
+                items.append(_item("add", f"What is {a} + {b}?", str(a + b)))
+    for n in range(1, 40):
+        items.append(_item("next", f"What number comes after {n}?", str(n + 1)))
+    for word, count in _LETTER_COUNTS:
+        items.append(_item("count", f"How many letters are in the word '{word}'?", str(count)))
     for country, capital in _CAPITALS.items():
         items.append(_item("capital", f"What is the capital of {country}?", capital))
     for prompt, answer in _FACTS:
