@@ -102,6 +102,11 @@ def test_completion_logits_align_across_prompt_lengths(tiny_model_dir):
     with torch.no_grad():
         short, mask = trainer.completion_logits([[5, 6]], completion)
         both, mask2 = trainer.completion_logits([[5, 6], [7, 8, 9, 10]], [[11, 12, 13], [11, 12]])
+    with torch.no_grad():  # reference: one unpadded sequence, logits at the completion slots
+        plain = trainer.model(input_ids=torch.tensor([[5, 6, 11, 12, 13]])).logits[0, 1:4]
+        longer = trainer.model(input_ids=torch.tensor([[7, 8, 9, 10, 11, 12]])).logits[0, 3:5]
+    assert torch.allclose(short[0], plain, atol=1e-4)
+    assert torch.allclose(both[1, :2], longer, atol=1e-4)
     assert mask.tolist() == [[True, True, True]]
     assert mask2.tolist() == [[True, True, True], [True, True, False]]
     assert torch.allclose(short[0], both[0], atol=1e-5)

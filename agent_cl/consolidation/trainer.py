@@ -121,24 +121,32 @@ class ConsolidationTrainer:
     def completion_logits(
         self, prompts: list[list[int]], completions: list[list[int]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits predicting each completion token: ([B, Tc, V], mask [B, Tc])."""
+        """Logits predicting each completion token: ([B, Tc, V], mask [B, Tc]).
+
+        Rows are laid out as [left pad][prompt][completion][right pad to Tc], so every
+        completion occupies the last Tc positions and the LM head runs only there
+        (`logits_to_keep`): on a 135M model with a 49k vocabulary the head is most of the
+        cost. Position ids count real tokens only, so padding never shifts positions.
+        """
         pad = self.tokenizer.pad_token_id
-        seqs = [p + c for p, c in zip(prompts, completions, strict=True)]
-        width = max(len(s) for s in seqs)
-        input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, seq in enumerate(seqs):  # right padding: positions stay 0..n-1 for every row
-            input_ids[i, : len(seq)] = torch.tensor(seq)
-            attention[i, : len(seq)] = 1
-        logits = self.model(input_ids=input_ids, attention_mask=attention).logits
         t_c = max(len(c) for c in completions)
-        offsets = torch.arange(t_c)
-        starts = torch.tensor([len(p) - 1 for p in prompts])
+        rows = [p + c + [pad] * (t_c - len(c)) for p, c in zip(prompts, completions, strict=True)]
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (row, comp) in enumerate(zip(rows, completions, strict=True)):
+            input_ids[i, width - len(row) :] = torch.tensor(row)
+            attention[i, width - len(row) : width - (t_c - len(comp))] = 1
+        position_ids = (attention.cumsum(-1) - 1).clamp_min(0)
+        logits = self.model(
+            input_ids=input_ids,
+            attention_mask=attention,
+            position_ids=position_ids,
+            logits_to_keep=t_c + 1,
+        ).logits[:, :-1]
         lengths = torch.tensor([len(c) for c in completions])
-        mask = offsets[None, :] < lengths[:, None]
-        index = (starts[:, None] + offsets[None, :]).clamp(max=width - 1)
-        gathered = logits.gather(1, index[..., None].expand(-1, -1, logits.shape[-1]))
-        return gathered, mask
+        mask = torch.arange(t_c)[None, :] < lengths[:, None]
+        return logits, mask
 
     def _targets(self, completions: list[list[int]], t_c: int) -> torch.Tensor:
         targets = torch.full((len(completions), t_c), -100, dtype=torch.long)

@@ -55,8 +55,18 @@ _CAPITALS = {
     "Turkey": "Ankara",
 }
 _LETTER_COUNTS = [
-    ("cat", 3), ("dog", 3), ("tree", 4), ("book", 4), ("house", 5), ("apple", 5), ("sun", 3),
-    ("water", 5), ("moon", 4), ("fish", 4), ("bird", 4), ("car", 3),
+    ("cat", 3),
+    ("dog", 3),
+    ("tree", 4),
+    ("book", 4),
+    ("house", 5),
+    ("apple", 5),
+    ("sun", 3),
+    ("water", 5),
+    ("moon", 4),
+    ("fish", 4),
+    ("bird", 4),
+    ("car", 3),
 ]
 _FACTS = [
     ("What color is the sky on a clear day?", "blue"),
