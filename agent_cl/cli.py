@@ -74,7 +74,9 @@ def init(home: HomeOption = None, verify: bool = typer.Option(False, help="re-ha
 @app.command()
 def demo(
     quick: bool = typer.Option(False, "--quick", help="fewer facts and steps (< 15 min on CPU)"),
-    method: str = typer.Option("sdft", help="consolidation objective: sdft or sft"),
+    method: str | None = typer.Option(
+        None, help="consolidation recipe (default: the config's; docs/results/consolidation.md)"
+    ),
     facts: int | None = typer.Option(None, help="number of invented facts"),
     steps: int | None = typer.Option(None, help="training steps (default: by size)"),
     seed: int = typer.Option(0, help="seed for the facts suite and training"),
@@ -83,9 +85,10 @@ def demo(
 ):
     """Run one day/night/day cycle on the embedded model and print what changed."""
     _quiet_libraries()
-    from agent_cl.consolidation.config import METHODS
+    from agent_cl.consolidation.config import DEFAULT_METHOD, METHODS
     from agent_cl.evals.demo import REPORT_KEYS, DemoConfig, run_demo
 
+    method = method or DEFAULT_METHOD
     if method not in METHODS:
         _fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     settings = _settings(home)
@@ -191,14 +194,16 @@ def run(
 
 @app.command()
 def sleep(
-    method: str = typer.Option("sdft", help="consolidation objective: sdft or sft"),
+    method: str | None = typer.Option(
+        None, help="consolidation recipe (default: the config's; docs/results/consolidation.md)"
+    ),
     steps: int = typer.Option(64, help="training steps"),
     home: HomeOption = None,
     tenant: TenantOption = None,
 ):
     """Consolidate the tenant's pending demonstrations into a new adapter version now."""
     _quiet_libraries()
-    from agent_cl.consolidation.config import ConsolidationConfig
+    from agent_cl.consolidation.config import DEFAULT_METHOD, ConsolidationConfig
     from agent_cl.consolidation.sleep import run_sleep
     from agent_cl.memory.chroma import ChromaDemonstrationStore
     from agent_cl.models.provision import ModelNotProvisionedError, resolve_model_dir
@@ -206,7 +211,7 @@ def sleep(
 
     settings = _settings(home, tenant)
     try:
-        config = ConsolidationConfig(method=method, steps=steps)
+        config = ConsolidationConfig(method=method or DEFAULT_METHOD, steps=steps)
         model_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
     except (ValueError, ModelNotProvisionedError) as exc:
         _fail(str(exc))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from agent_cl.evals.facts import build_facts
@@ -47,3 +49,19 @@ def test_fixture_is_frozen_for_the_embedded_model(embedded_model_dir):
     assert score(subset, [i.answers[0] for i in subset]) == 1.0
     with pytest.raises(ValueError):
         score([], [])
+
+
+def test_json_skill_tasks_and_verifier():
+    from agent_cl.evals.json_skill import EXAMPLE, build_json_tasks, parse_record
+
+    tasks = build_json_tasks(12, seed=1)
+    assert tasks == build_json_tasks(12, seed=1)
+    task = tasks[0]
+    assert task.record["NAME"] in task.sentence and str(task.record["AGE"]) in task.sentence
+    assert task.is_correct("Sure: " + task.answer + " done")
+    wrong_keys = json.dumps({k.lower(): v for k, v in task.record.items()})
+    assert not task.is_correct(wrong_keys)  # the exact format is the skill
+    assert parse_record("no json here") is None and parse_record("{broken") is None
+    demo = task.demonstration()
+    assert demo.answer == task.answer and demo.metadata["expected"] == task.answer
+    assert EXAMPLE.is_correct(EXAMPLE.answer)

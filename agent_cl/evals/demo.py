@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_cl.config import Settings
-from agent_cl.consolidation.config import ConsolidationConfig
+from agent_cl.consolidation.config import DEFAULT_METHOD, ConsolidationConfig
 from agent_cl.consolidation.sleep import Candidate, Generate, run_sleep
 from agent_cl.consolidation.trainer import StepRecord
 from agent_cl.evals.facts import Fact, build_facts
@@ -52,7 +52,7 @@ class DemoConfig:
     """Size of the demo. `quick()` is the 15-minute version (fewer facts, fewer steps)."""
 
     n_facts: int = 32
-    method: str = "sdft"
+    method: str = DEFAULT_METHOD
     steps: int | None = None  # None: the method's default for this size
     text_memory_k: int = 2
     # Retrieval keeps demonstrations at cosine >= this. Measured with the offline MiniLM on the
