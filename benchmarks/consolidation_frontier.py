@@ -89,6 +89,7 @@ def run_one(args) -> dict:
         batch_size=args.batch_size,
         seed=args.seed,
         learning_rate=args.lr,
+        **_overrides(args.set),
     )
     trainer = ConsolidationTrainer(model_dir, config, torch_threads=settings.torch_threads)
     t0 = time.perf_counter()
@@ -122,6 +123,18 @@ def run_one(args) -> dict:
         "config": config.to_dict(),
         "example_answers": answers[:3],
     }
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """`--set anchor_batch_size=16 --set anchor_samples=base` -> config keyword arguments."""
+    out = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
 
 
 def baseline(args) -> dict:
@@ -176,6 +189,7 @@ def child(args, *extra: str) -> dict:
         str(args.data_seed),
         "--work",
         args.work,
+        *(f"--set={pair}" for pair in args.set),
         *extra,
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
@@ -226,6 +240,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "frontier.json"))
     parser.add_argument("--plot", default=None, help="PNG path (default: beside --out)")
     parser.add_argument("--work", default="/tmp/agent-cl-frontier")
+    parser.add_argument("--set", action="append", default=[], help="config override key=value")
+    parser.add_argument("--label", default=None, help="name the runs (default: the method)")
+    parser.add_argument("--baseline-json", default=None, help="reuse a baseline from this JSON")
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--baseline-only", action="store_true", help=argparse.SUPPRESS)
@@ -249,11 +266,15 @@ def main() -> None:
         "lr": args.lr,
         "runs": [],
     }
-    summary["baseline"] = child(args, "--baseline-only")
+    if args.baseline_json:
+        summary["baseline"] = json.loads(Path(args.baseline_json).read_text())["baseline"]
+    else:
+        summary["baseline"] = child(args, "--baseline-only")
     print(f"baseline: {summary['baseline']}", flush=True)
     for method in args.methods.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             run = child(args, "--method", method, "--seed", str(seed))
+            run["label"] = args.label or method
             summary["runs"].append(run)
             print(
                 f"{method:12s} seed {seed}: new {run['new_skill_acc']:.3f} "
@@ -271,8 +292,8 @@ def main() -> None:
 
 def _with_means(summary: dict) -> dict:
     means: dict[str, dict] = {}
-    for method in dict.fromkeys(r["method"] for r in summary["runs"]):
-        runs = [r for r in summary["runs"] if r["method"] == method]
+    for method in dict.fromkeys(r.get("label", r["method"]) for r in summary["runs"]):
+        runs = [r for r in summary["runs"] if r.get("label", r["method"]) == method]
         means[method] = {
             key: statistics.mean(r[key] for r in runs)
             for key in (

@@ -65,3 +65,13 @@ def test_json_skill_tasks_and_verifier():
     demo = task.demonstration()
     assert demo.answer == task.answer and demo.metadata["expected"] == task.answer
     assert EXAMPLE.is_correct(EXAMPLE.answer)
+
+
+def test_training_anchors_are_disjoint_from_retention_and_kl_prompts():
+    from agent_cl.consolidation.anchors import default_anchor_prompts
+    from agent_cl.evals.retention import KL_PROMPTS
+
+    anchors = set(default_anchor_prompts())
+    assert len(anchors) >= 100
+    assert not anchors & {item.prompt for item in candidate_pool()}
+    assert not anchors & set(KL_PROMPTS)
