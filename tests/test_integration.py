@@ -63,8 +63,9 @@ def test_sdft_sleep_on_the_real_model_logs_answer_diagnostics(embedded_model_dir
         registry=registry,
         model_dir=embedded_model_dir,
         config=ConsolidationConfig(method="sdft", steps=2, batch_size=4, max_new_tokens=24),
-        check=lambda generate: {
-            "answers": generate([[{"role": "user", "content": facts[0].question}]])
+        check=lambda candidate: {
+            "answers": candidate.generate([[{"role": "user", "content": facts[0].question}]]),
+            "kl_from_base": candidate.kl_from_base(["Say hello."]),
         },
     )
     assert report.status == "published" and registry.current().version == 1
@@ -73,3 +74,4 @@ def test_sdft_sleep_on_the_real_model_logs_answer_diagnostics(embedded_model_dir
     assert all(h["kl_other_tokens"] is not None for h in history)
     assert all(0.0 <= h["samples_with_answer"] <= 1.0 for h in history)
     assert registry.current().manifest["method"] == "sdft"
+    assert len(report.checks["answers"]) == 1 and report.checks["kl_from_base"] >= 0.0
