@@ -14,6 +14,14 @@ def reverse_kl_per_token(
     Reverse KL is mode-seeking: it pushes down what the student says and the teacher would not,
     weighted by the student's own probability. Gradients flow into the student only.
     """
+    log_p, log_q = _log_probs(student_logits, teacher_logits, temperature)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+
+
+def _log_probs(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Student and (detached) teacher log-probabilities, after checking they line up."""
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(
             f"student and teacher logits differ in shape: "
@@ -21,7 +29,7 @@ def reverse_kl_per_token(
         )
     log_p = F.log_softmax(student_logits.float() / temperature, dim=-1)
     log_q = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
-    return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+    return log_p, log_q
 
 
 def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -53,11 +61,5 @@ def forward_kl_per_token(
 
     Used on teacher-written sequences, where the student must learn tokens it would not say.
     """
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
-            f"student and teacher logits differ in shape: "
-            f"{tuple(student_logits.shape)} vs {tuple(teacher_logits.shape)}"
-        )
-    log_p = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    log_q = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
+    log_p, log_q = _log_probs(student_logits, teacher_logits, temperature)
     return (log_q.exp() * (log_q - log_p)).sum(dim=-1)
