@@ -36,6 +36,9 @@ def test_quick_loop_end_to_end_with_sft(embedded_model_dir, tmp_path):
     assert report["answers_changed"] > 0  # the hot-swapped adapter is live
     assert report["after_acc"] > report["before_acc"]  # SFT on 8 facts learns some of them
     assert report["prompt_tokens_after"] < report["prompt_tokens_text_memory"]
+    # the sleep job's check of the in-memory candidate predicts what the served model does
+    assert report["candidate_checks"]["held_out_acc"] == report["after_acc"]
+    assert report["candidate_checks"]["retention"] == report["retention_after"]
     registry = AdapterRegistry(tmp_path / "demo" / "adapters" / "demo")
     assert registry.current().version == 1
     store = ChromaDemonstrationStore.open(tmp_path / "demo" / "store")

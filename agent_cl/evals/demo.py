@@ -168,10 +168,14 @@ def run_demo(
     say(f"night: sleep job ({consolidation.method}, {consolidation.steps} steps)")
 
     def check(candidate: Candidate) -> dict[str, Any]:
-        acc, _, _ = facts_eval(candidate.generate)
+        # Same answer length as the served evaluations, so the check predicts day 2 exactly.
+        def generate(convs):
+            return candidate.generate(convs, max_new_tokens=config.max_new_tokens)
+
+        acc, _, _ = facts_eval(generate)
         return {
             "held_out_acc": acc,
-            "retention": retention_eval(candidate.generate),
+            "retention": retention_eval(generate),
             "kl_from_base": candidate.kl_from_base(KL_PROMPTS),
         }
 
