@@ -29,23 +29,13 @@ DEFAULT_METHODS = "sft_name,sft,sft_replay,sft_kl,sdft,sdft_sft,sdft_sft_kl,gkd,
 def skill_suite(skill: str, n: int, seed: int):
     """Demonstrations; held-out (question, teacher conversation, is_correct); strings that must
     not leak into general answers."""
-    from agent_cl.memory.schema import Demonstration
     from agent_cl.models.chat import task_message
 
     if skill == "facts":
         from agent_cl.evals.facts import build_facts
 
         facts = build_facts(n, seed=seed)
-        demos = [
-            Demonstration(
-                query=f.question,
-                context=f.note,
-                answer=f.answer_sentence,
-                skill="facts",
-                metadata={"expected": f.answer},
-            )
-            for f in facts
-        ]
+        demos = [f.demonstration() for f in facts]
         held_out = [
             (q, [{"role": "user", "content": task_message(q, f.note)}], f.is_correct)
             for f in facts

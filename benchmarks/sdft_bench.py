@@ -26,18 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _data(n: int):
     from agent_cl.evals.facts import build_facts
-    from agent_cl.memory.schema import Demonstration
 
     facts = build_facts(n)
-    demos = [
-        Demonstration(
-            query=f.question,
-            context=f.note,
-            answer=f.answer_sentence,
-            metadata={"expected": f.answer},
-        )
-        for f in facts
-    ]
+    demos = [f.demonstration() for f in facts]
     held_out = [(q, f) for f in facts for q in f.paraphrases]
     return demos, held_out
 

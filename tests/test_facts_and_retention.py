@@ -25,6 +25,13 @@ def test_facts_are_deterministic_and_unique():
         assert fact.question not in fact.paraphrases
         assert fact.is_correct(fact.answer_sentence)
         assert not fact.is_correct("I do not know.")
+        demo = fact.demonstration()
+        assert (demo.query, demo.context, demo.answer) == (
+            fact.question,
+            fact.note,
+            fact.answer_sentence,
+        )
+        assert demo.metadata == {"expected": fact.answer} and demo.skill == "facts"
 
 
 def test_facts_reject_bad_size():

@@ -16,7 +16,7 @@ from agent_cl.consolidation.sleep import run_sleep
 from agent_cl.evals.demo import REPORT_KEYS, DemoConfig, run_demo
 from agent_cl.evals.facts import build_facts
 from agent_cl.memory.chroma import ChromaDemonstrationStore
-from agent_cl.memory.schema import Demonstration, DemoStatus
+from agent_cl.memory.schema import DemoStatus
 from agent_cl.serving.registry import AdapterRegistry
 
 pytestmark = pytest.mark.slow
@@ -49,17 +49,7 @@ def test_quick_loop_end_to_end_with_sft(embedded_model_dir, tmp_path):
 def test_sdft_sleep_on_the_real_model_logs_answer_diagnostics(embedded_model_dir, tmp_path):
     facts = build_facts(4)
     store = ChromaDemonstrationStore.open(tmp_path / "store")
-    store.add(
-        [
-            Demonstration(
-                query=f.question,
-                context=f.note,
-                answer=f.answer_sentence,
-                metadata={"expected": f.answer},
-            )
-            for f in facts
-        ]
-    )
+    store.add([f.demonstration() for f in facts])
     registry = AdapterRegistry(tmp_path / "adapters")
     report = run_sleep(
         store=store,

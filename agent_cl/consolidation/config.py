@@ -6,7 +6,7 @@ overrides the preset, so new mixes need no new code.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Teacher = Literal["base", "ema"]
@@ -183,10 +183,6 @@ class ConsolidationConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
     @property
     def peft_target_modules(self) -> str | list[str]:

@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass, field
 
 from agent_cl.graphs.verifiers import answer_matches
+from agent_cl.memory.schema import Demonstration
 
 ORGANISATION = "the Veyra Institute"
 
@@ -125,6 +126,16 @@ class Fact:
 
     def is_correct(self, response: str) -> bool:
         return answer_matches(response, self.answer)
+
+    def demonstration(self) -> Demonstration:
+        """The demonstration a successful day-1 episode would log for this fact."""
+        return Demonstration(
+            query=self.question,
+            context=self.note,
+            answer=self.answer_sentence,
+            skill="facts",
+            metadata={"expected": self.answer},
+        )
 
 
 def _word(rng: random.Random, parts: int) -> str:
