@@ -112,6 +112,11 @@ def run_one(args) -> dict:
         "samples_with_answer_last": history[-1].samples_with_answer if history else None,
         "config": config.to_dict(),
         "example_answers": answers[:3],
+        "retention_failures": {
+            item.item_id: answer
+            for item, answer in zip(retention_items, retention_answers, strict=True)
+            if not item.is_correct(answer)
+        },
     }
 
 

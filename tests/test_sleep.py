@@ -5,7 +5,8 @@ import json
 import pytest
 
 from agent_cl.consolidation.config import ConsolidationConfig
-from agent_cl.consolidation.sleep import run_sleep
+from agent_cl.consolidation.gate import Gate, GateConfig, GateItem, GateScores
+from agent_cl.consolidation.sleep import SleepAlreadyRunningError, SleepJob, run_sleep
 from agent_cl.memory.inmemory import InMemoryDemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus
 from agent_cl.serving.local_backend import LocalBackend
@@ -42,6 +43,7 @@ def test_sleep_publishes_swaps_and_marks(tiny_model_dir, tmp_path, hash_embedder
         on_publish=lambda v: backend.swap(v.version, v.path),
         reports_dir=tmp_path / "reports",
         torch_threads=1,
+        gate=None,
     )
     assert report.status == "published" and report.adapter_version == 1 and report.swapped
     assert report.checks["probe"] == 1 and report.checks["kl"] > 0
@@ -62,6 +64,7 @@ def test_nothing_pending_is_not_an_error(tiny_model_dir, tmp_path, hash_embedder
         registry=AdapterRegistry(tmp_path / "a"),
         model_dir=tiny_model_dir,
         config=CONFIG,
+        gate=None,
     )
     assert report.status == "nothing_to_do" and report.adapter_version is None
 
@@ -84,6 +87,7 @@ def test_failure_before_publish_hands_the_claim_back(tiny_model_dir, tmp_path, h
             check=failing_check,
             reports_dir=tmp_path / "r",
             torch_threads=1,
+            gate=None,
         )
     assert len(store.pending("t")) == 2
     assert store.count(status=DemoStatus.CLAIMED) == 0
@@ -108,8 +112,108 @@ def test_failed_swap_keeps_registry_truth(tiny_model_dir, tmp_path, hash_embedde
         tenant="t",
         on_publish=broken_swap,
         torch_threads=1,
+        gate=None,
     )
     assert report.status == "published" and not report.swapped
     assert "server gone" in report.error
     assert registry.current().version == 1  # a restarted backend serves CURRENT
     assert store.count(status=DemoStatus.CONSOLIDATED) == 2
+
+
+def expected_demos(n: int, tenant: str = "t") -> list[Demonstration]:
+    return [
+        Demonstration(
+            query=f"Who leads lab {i}?",
+            answer=f"Ana Vel{i} leads it.",
+            tenant=tenant,
+            metadata={"expected": f"Ana Vel{i}"},
+        )
+        for i in range(n)
+    ]
+
+
+def test_gate_rejects_a_candidate_that_learned_nothing(tiny_model_dir, tmp_path, hash_embedder):
+    store = InMemoryDemonstrationStore(hash_embedder)
+    store.add(expected_demos(3))
+    registry = AdapterRegistry(tmp_path / "a")
+    swaps = []
+    report = run_sleep(
+        store=store,
+        registry=registry,
+        model_dir=tiny_model_dir,
+        config=CONFIG,
+        tenant="t",
+        gate=GateConfig(retention_items=4),
+        on_publish=swaps.append,
+        reports_dir=tmp_path / "r",
+        torch_threads=1,
+    )
+    # Two steps on a random tiny model teach nothing: 0.0 -> 0.0 is not an improvement.
+    assert report.status == "rejected" and report.adapter_version is None
+    assert "new-skill accuracy 0.000 -> 0.000" in report.error
+    assert report.gate["passed"] is False and report.gate["before"]["n_new_skill"] == 3
+    assert registry.versions() == [] and swaps == []
+    rejected = store.list(tenant="t", status=DemoStatus.REJECTED)
+    assert len(rejected) == 3 and all("new-skill" in d.status_reason for d in rejected)
+    [saved] = (tmp_path / "r").iterdir()
+    assert json.loads(saved.read_text())["status"] == "rejected"
+
+
+def test_gate_decision_rules():
+    gate = Gate(GateConfig(max_retention_drop=0.01), [], retention=[_always(True)])
+    ok = gate.decide(GateScores(0.1, 0.90, 2, 100), GateScores(0.8, 0.89, 2, 100))
+    assert ok.passed, ok.reason
+    forgot = gate.decide(GateScores(0.1, 0.90, 2, 100), GateScores(0.8, 0.85, 2, 100))
+    assert not forgot.passed and "drop 0.050 > 0.010" in forgot.reason
+    unverifiable = gate.decide(GateScores(None, 0.9, 0, 100), GateScores(None, 0.9, 0, 100))
+    assert not unverifiable.passed and "expected" in unverifiable.reason
+    with pytest.raises(ValueError, match="max_retention_drop"):
+        GateConfig(max_retention_drop=2.0)
+
+
+def _always(value: bool) -> GateItem:
+    return GateItem([{"role": "user", "content": "hi"}], lambda answer: value)
+
+
+def test_second_night_starts_from_the_first_adapter_and_replays(
+    tiny_model_dir, tmp_path, hash_embedder
+):
+    store = InMemoryDemonstrationStore(hash_embedder)
+    registry = AdapterRegistry(tmp_path / "a", keep=1)
+    store.add(demos(2))
+    kwargs = dict(
+        store=store,
+        registry=registry,
+        model_dir=tiny_model_dir,
+        config=CONFIG,
+        tenant="t",
+        gate=None,
+        torch_threads=1,
+        replay=1,
+    )
+    first = run_sleep(**kwargs)
+    assert first.status == "published" and first.init_version is None and first.replayed == 0
+    store.add([Demonstration(query="Who leads lab 9?", answer="Bo leads it.", tenant="t")])
+    second = run_sleep(**kwargs)
+    assert second.status == "published" and second.init_version == 1 and second.replayed == 1
+    assert second.demonstrations == 1
+    manifest = registry.current().manifest
+    assert manifest["init_version"] == 1 and len(manifest["replay_ids"]) == 1
+    assert [v.version for v in registry.versions()] == [2]  # keep=1 pruned v1
+
+
+def test_one_sleep_per_tenant_at_a_time(tiny_model_dir, tmp_path, hash_embedder):
+    from filelock import FileLock
+
+    registry = AdapterRegistry(tmp_path / "a")
+    job = SleepJob(
+        store=InMemoryDemonstrationStore(hash_embedder),
+        registry=registry,
+        model_dir=tiny_model_dir,
+        config=CONFIG,
+    )
+    job.journal.root.mkdir(parents=True)
+    lock = FileLock(str(job.journal.root / "sleep.lock"))
+    with lock, pytest.raises(SleepAlreadyRunningError, match="already running"):
+        job.run()
+    assert job.run().status == "nothing_to_do"

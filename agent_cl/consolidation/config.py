@@ -21,6 +21,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     "sft": {"sft_weight": 1.0},
     # Cross-entropy on the bare expected answer (e.g. a name): learns fast, leaks it everywhere.
     "sft_name": {"sft_weight": 1.0, "sft_target": "expected"},
+    # Cross-entropy on the in-context teacher's own greedy answer (sequence-level
+    # self-distillation): the target carries the fact in the model's own words and style.
+    "sft_self": {"sft_weight": 1.0, "sft_target": "teacher"},
+    # sft_self + the KL-to-base anchor.
+    "sft_self_kl": {"sft_weight": 1.0, "sft_target": "teacher", "anchor_kl_weight": 5.0},
     # SFT + the base model's own answers to general prompts (self-replay).
     "sft_replay": {"sft_weight": 1.0, "replay_weight": 1.0},
     # SFT + KL(student || base) on general prompts: self-distillation towards the base.
@@ -44,8 +49,10 @@ class ConsolidationConfig:
 
     Parameters that choose the objective:
         method: a named recipe from RECIPES (presets the weights below).
-        sft_weight, sft_target: cross-entropy on the demonstrated "answer" sentence or on the
-            "expected" string alone.
+        sft_weight, sft_target: cross-entropy on the demonstrated "answer" sentence, on the
+            "expected" string alone, or on the "teacher"'s greedy answer (the model with the
+            demonstration in context, written once before training; a teacher answer that
+            fails the demonstration's expected string falls back to the demonstrated answer).
         sdft_weight: on-policy reverse KL(student || teacher) along the student's own sample.
         teacher_written_fraction: share of SDFT sequences written by the teacher instead of
             sampled from the student (GKD's on-policy fraction, inverted); forward KL on those.
@@ -77,7 +84,7 @@ class ConsolidationConfig:
     )
     sft_weight: float | None = field(default=None, metadata={"help": "weight of the SFT term"})
     sft_target: str | None = field(
-        default=None, metadata={"help": "SFT target: 'answer' sentence or 'expected' string"}
+        default=None, metadata={"help": "SFT target: 'answer', 'expected' or 'teacher'"}
     )
     sdft_weight: float | None = field(default=None, metadata={"help": "weight of the SDFT term"})
     teacher_written_fraction: float | None = field(
@@ -135,8 +142,10 @@ class ConsolidationConfig:
             raise ValueError(f"unknown teacher_prompt {self.teacher_prompt!r}")
         if self.kl_reduction not in ("sum", "mean"):
             raise ValueError(f"kl_reduction must be 'sum' or 'mean', got {self.kl_reduction!r}")
-        if self.sft_target not in ("answer", "expected"):
-            raise ValueError(f"sft_target must be 'answer' or 'expected', got {self.sft_target!r}")
+        if self.sft_target not in ("answer", "expected", "teacher"):
+            raise ValueError(
+                f"sft_target must be 'answer', 'expected' or 'teacher', got {self.sft_target!r}"
+            )
         if self.anchor_samples not in ("student", "base"):
             raise ValueError(
                 f"anchor_samples must be 'student' or 'base', got {self.anchor_samples!r}"

@@ -1,35 +1,55 @@
-"""The sleep job: claim -> train -> check -> publish -> swap -> mark.
+"""The sleep job: claim -> train -> gate -> publish -> swap -> mark, journaled and resumable.
 
-Consistency rule: a demonstration is marked consolidated only after an adapter trained on it
-has been published. Until then it is `claimed`; if anything fails before publishing, the claim
-is handed back (status pending) and no version appears in the registry. Serving is reached only
-through the `on_publish` callback, so this module never talks to a server.
+Consistency rules, whatever instant the process dies:
+- a demonstration is marked consolidated only after an adapter trained on it is published;
+  until then it is `claimed` by the run named in the journal;
+- a version appears in the registry complete or not at all (the registry's temp dir + rename);
+- serving is told only about published versions (through `on_publish`; this module never talks
+  to a server), so a backend always serves a version that exists.
+The journal (`journal.py`) records the last completed stage; running the job again resumes the
+unfinished run from there (training from its last checkpoint) instead of starting over.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import random
 import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from filelock import FileLock, Timeout
+
 from agent_cl.consolidation.config import ConsolidationConfig
+from agent_cl.consolidation.gate import (
+    Gate,
+    GateConfig,
+    GateDecision,
+    GateItem,
+    GateScores,
+    demonstration_items,
+)
+from agent_cl.consolidation.journal import Journal, JournalEntry, Stage
 from agent_cl.consolidation.trainer import ConsolidationTrainer, StepRecord
+from agent_cl.faults import fault_point
 from agent_cl.memory.base import DemonstrationStore
-from agent_cl.memory.schema import DemoStatus
+from agent_cl.memory.schema import Demonstration, DemoStatus
 from agent_cl.models.chat import ChatMessage
 from agent_cl.models.provision import read_manifest
 from agent_cl.serving.registry import AdapterRegistry, AdapterVersion
 
 log = logging.getLogger(__name__)
 
-Generate = Callable[[list[list[ChatMessage]]], list[str]]
+
+class SleepAlreadyRunningError(RuntimeError):
+    """Another sleep job holds this tenant's lock."""
 
 
 class Candidate(Protocol):
@@ -49,13 +69,17 @@ Check = Callable[[Candidate], dict[str, Any]]
 class SleepReport:
     run_id: str
     tenant: str
-    status: str  # "published" | "nothing_to_do" | "failed"
+    status: str  # "published" | "rejected" | "nothing_to_do" | "failed"
     method: str
     demonstrations: int = 0
+    replayed: int = 0
+    init_version: int | None = None
     adapter_version: int | None = None
     swapped: bool = False
+    resumed_from: str | None = None  # the journal stage a crashed run was resumed from
     seconds: float = 0.0
     train: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
@@ -63,84 +87,272 @@ class SleepReport:
         return asdict(self)
 
 
-def run_sleep(
-    *,
-    store: DemonstrationStore,
-    registry: AdapterRegistry,
-    model_dir: Path,
-    config: ConsolidationConfig | None = None,
-    tenant: str = "default",
-    check: Check | None = None,
-    on_publish: Callable[[AdapterVersion], None] | None = None,
-    on_step: Callable[[StepRecord], None] | None = None,
-    reports_dir: Path | None = None,
-    torch_threads: int = 2,
-) -> SleepReport:
-    """Consolidate the tenant's pending demonstrations into a new adapter version."""
-    config = config or ConsolidationConfig()
-    start = time.perf_counter()
-    report = SleepReport(uuid.uuid4().hex[:12], tenant, "nothing_to_do", config.method)
-    pending = store.pending(tenant)
-    report.demonstrations = len(pending)
-    if not pending:
-        return _finish(report, start, reports_dir)
+@dataclass
+class SleepJob:
+    """One tenant's consolidation. Build it, call `run()`; a crashed run resumes on the next."""
 
-    ids = [d.id for d in pending]
-    store.set_status(ids, DemoStatus.CLAIMED)
-    work = Path(tempfile.mkdtemp(prefix=f"agent-cl-sleep-{report.run_id}-"))
-    published: AdapterVersion | None = None
-    try:
-        trainer = ConsolidationTrainer(model_dir, config, torch_threads=torch_threads)
-        result = trainer.train(pending, work / "adapter", on_step=on_step)
+    store: DemonstrationStore
+    registry: AdapterRegistry
+    model_dir: Path
+    config: ConsolidationConfig = field(default_factory=ConsolidationConfig)
+    tenant: str = "default"
+    state_dir: Path | None = None  # journal, checkpoints, lock (default: inside the registry)
+    gate: GateConfig | None = field(default_factory=GateConfig)  # None: publish unconditionally
+    held_out: Sequence[GateItem] = ()  # extra new-skill items for the gate (e.g. paraphrases)
+    retention: Sequence[GateItem] | None = None  # None: the frozen retention set
+    check: Check | None = None  # extra diagnostics on the candidate, recorded in the report
+    on_publish: Callable[[AdapterVersion], None] | None = None
+    on_step: Callable[[StepRecord], None] | None = None
+    reports_dir: Path | None = None
+    torch_threads: int = 2
+    checkpoint_every: int = 8
+    replay: int = 0  # consolidated demonstrations mixed into each night's training
+    continue_from_current: bool = True  # adapter N+1 starts from adapter N
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if self.replay < 0:
+            raise ValueError(f"replay must be >= 0, got {self.replay}")
+        if not self.tenant or not self.tenant.strip():
+            raise ValueError("tenant must not be empty")
+        self.model_dir = Path(self.model_dir)
+        root = Path(self.state_dir) if self.state_dir else self.registry.root / ".sleep"
+        self.journal = Journal(root)
+        self._trainer: ConsolidationTrainer | None = None
+
+    # -- entry point -----------------------------------------------------------------------
+    def run(self) -> SleepReport:
+        self.journal.root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.journal.root / "sleep.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout as exc:
+            raise SleepAlreadyRunningError(
+                f"a sleep job for tenant {self.tenant!r} is already running (lock {lock.lock_file})"
+            ) from exc
+        try:
+            return self._run()
+        finally:
+            lock.release()
+            self._trainer = None
+
+    def _run(self) -> SleepReport:
+        start = time.perf_counter()
+        entry = self.journal.load()
+        report = SleepReport(
+            uuid.uuid4().hex[:12], self.tenant, "nothing_to_do", self.config.method
+        )
+        if entry is not None:
+            report.run_id, report.resumed_from = entry.run_id, str(entry.stage)
+            log.warning("resuming sleep run %s from stage %s", entry.run_id, entry.stage)
+        else:
+            entry = self._claim(report.run_id)
+            if entry is None:
+                return self._finish(report, start)
+        report.demonstrations = len(entry.demonstration_ids)
+        report.replayed = len(entry.replay_ids)
+        report.init_version = entry.init_version
+        try:
+            if entry.stage in (Stage.CLAIMED, Stage.TRAINING):
+                self._train(entry, report)
+            if entry.stage == Stage.TRAINED:
+                self._gate(entry, report)
+            if entry.stage == Stage.GATED and not entry.gate.get("passed", True):
+                return self._reject(entry, report, start)
+            if entry.stage == Stage.GATED:
+                self._publish(entry)
+        except BaseException as exc:
+            if isinstance(exc, Exception):  # a crash (KeyboardInterrupt too) keeps the journal
+                self._abandon(entry, report, exc)
+                self._finish(report, start)
+            raise
+        report.gate = entry.gate
+        report.adapter_version = entry.published_version
+        if entry.stage == Stage.PUBLISHED:
+            self._swap(entry)
+        report.swapped = self.on_publish is not None and entry.swap_error is None
+        report.error = entry.swap_error
+        if entry.stage == Stage.SWAPPED:
+            self.store.set_status(
+                entry.demonstration_ids,
+                DemoStatus.CONSOLIDATED,
+                adapter_version=entry.published_version,
+            )
+            fault_point("after_mark")
+            self.journal.write(entry, Stage.DONE)
+        self.journal.archive(entry)
+        report.status = "published"
+        return self._finish(report, start)
+
+    # -- stages ----------------------------------------------------------------------------
+    def _claim(self, run_id: str) -> JournalEntry | None:
+        pending = self.store.pending(self.tenant)
+        if not pending:
+            return None
+        current = self.registry.current() if self.continue_from_current else None
+        entry = JournalEntry(
+            run_id=run_id,
+            tenant=self.tenant,
+            stage=Stage.CLAIMED,
+            demonstration_ids=[d.id for d in pending],
+            replay_ids=self._replay_sample(run_id),
+            init_version=current.version if current else None,
+        )
+        # The journal first: a kill between the two writes leaves a journal naming pending
+        # demonstrations, which the resumed run simply claims again.
+        self.journal.write(entry, Stage.CLAIMED)
+        self.store.set_status(entry.demonstration_ids, DemoStatus.CLAIMED)
+        fault_point("after_claim")
+        return entry
+
+    def _replay_sample(self, run_id: str) -> list[str]:
+        if not self.replay:
+            return []
+        done = self.store.list(tenant=self.tenant, status=DemoStatus.CONSOLIDATED)
+        seed = int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16)
+        return [d.id for d in random.Random(seed).sample(done, min(self.replay, len(done)))]
+
+    def _train(self, entry: JournalEntry, report: SleepReport) -> None:
+        demos = self.store.get(entry.demonstration_ids)
+        replayed = self.store.get(entry.replay_ids) if entry.replay_ids else []
+        init = self.registry.get(entry.init_version).path if entry.init_version else None
+        trainer = ConsolidationTrainer(
+            self.model_dir, self.config, torch_threads=self.torch_threads, init_adapter=init
+        )
+        self._trainer = trainer
+        gate = self._make_gate(demos)
+        if gate is not None and "before" not in entry.gate:
+            entry.gate["before"] = asdict(gate.score(self._generate(trainer)))
+        self.journal.write(entry, Stage.TRAINING)
+        run_dir = self.journal.run_dir(entry.run_id)
+        staging = run_dir / "candidate.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        result = trainer.train(
+            [*demos, *replayed],
+            staging,
+            on_step=self.on_step,
+            checkpoint_dir=run_dir / "checkpoint",
+            checkpoint_every=self.checkpoint_every,
+        )
+        os.replace(staging, run_dir / "candidate")  # the candidate appears complete
         report.train = {
             "steps": result.steps,
+            "resumed_from_step": result.resumed_from_step,
             "seconds": result.seconds,
             "seconds_per_step": result.seconds_per_step,
             "peak_rss_mb": result.peak_rss_mb,
             "final_loss": result.final_loss,
             "history": [asdict(r) for r in result.history],
         }
-        if check is not None:
-            report.checks = check(trainer)
+        entry.gate["train"] = {k: v for k, v in report.train.items() if k != "history"}
+        self.journal.write(entry, Stage.TRAINED)
+        fault_point("after_train")
+
+    def _gate(self, entry: JournalEntry, report: SleepReport) -> None:
+        candidate_dir = self.journal.run_dir(entry.run_id) / "candidate"
+        trainer = self._trainer
+        if trainer is None:  # resumed after training: reload the finished candidate
+            trainer = ConsolidationTrainer(
+                self.model_dir,
+                self.config,
+                torch_threads=self.torch_threads,
+                init_adapter=candidate_dir,
+            )
+        demos = self.store.get(entry.demonstration_ids)
+        gate = self._make_gate(demos)
+        if self.check is not None:
+            report.checks = self.check(trainer)
+        if gate is None:
+            entry.gate.update(passed=True, reason="gate disabled")
+        else:
+            after = gate.score(self._generate(trainer))
+            before = GateScores(**entry.gate["before"])
+            decision: GateDecision = gate.decide(before, after)
+            entry.gate.update(decision.to_dict())
+        entry.gate["checks"] = report.checks
+        self._trainer = None
         del trainer
-        published = registry.publish(
-            result.adapter_dir,
-            {
-                "tenant": tenant,
-                "method": config.method,
-                "run_id": report.run_id,
-                "base_model": str(model_dir),
-                "base_model_sha256": (read_manifest(Path(model_dir)) or {}).get("weights_sha256"),
-                "config": config.to_dict(),
-                "demonstration_ids": ids,
-                "checks": report.checks,
-            },
-        )
-        report.adapter_version = published.version
-        report.status = "published"
-    except BaseException as exc:
-        store.set_status(ids, DemoStatus.PENDING)  # hand the claim back: nothing was published
-        report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
-        _finish(report, start, reports_dir)
-        raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        self.journal.write(entry, Stage.GATED)
+        fault_point("after_gate")
 
-    store.set_status(ids, DemoStatus.CONSOLIDATED, adapter_version=published.version)
-    if on_publish is not None:
-        try:
-            on_publish(published)
-            report.swapped = True
-        except Exception as exc:  # the registry is the truth; a restart serves CURRENT
-            log.error("adapter v%d published but the swap failed: %s", published.version, exc)
-            report.error = f"swap failed: {type(exc).__name__}: {exc}"
-    return _finish(report, start, reports_dir)
+    def _publish(self, entry: JournalEntry) -> None:
+        # A kill after the registry's rename but before the journal write left the version
+        # there already: finish that publish instead of publishing a second copy.
+        version = self.registry.find_run(entry.run_id)
+        if version is not None:
+            self.registry.set_current(version.version)
+        else:
+            version = self.registry.publish(
+                self.journal.run_dir(entry.run_id) / "candidate",
+                {
+                    "tenant": self.tenant,
+                    "method": self.config.method,
+                    "run_id": entry.run_id,
+                    "init_version": entry.init_version,
+                    "base_model": str(self.model_dir),
+                    "base_model_sha256": (read_manifest(self.model_dir) or {}).get(
+                        "weights_sha256"
+                    ),
+                    "config": self.config.to_dict(),
+                    "demonstration_ids": entry.demonstration_ids,
+                    "replay_ids": entry.replay_ids,
+                    "gate": {k: v for k, v in entry.gate.items() if k != "checks"},
+                },
+            )
+        entry.published_version = version.version
+        self.journal.write(entry, Stage.PUBLISHED)
+        fault_point("after_publish")
+
+    def _swap(self, entry: JournalEntry) -> None:
+        if self.on_publish is not None:
+            version = self.registry.get(entry.published_version)
+            try:
+                self.on_publish(version)
+            except Exception as exc:  # the registry is the truth; a restart serves CURRENT
+                log.error("adapter v%d published but the swap failed: %s", version.version, exc)
+                entry.swap_error = f"swap failed: {type(exc).__name__}: {exc}"
+        self.journal.write(entry, Stage.SWAPPED)
+        fault_point("after_swap")
+
+    def _reject(self, entry: JournalEntry, report: SleepReport, start: float) -> SleepReport:
+        reason = str(entry.gate.get("reason", "rejected by the gate"))
+        self.store.set_status(entry.demonstration_ids, DemoStatus.REJECTED, reason=reason)
+        self.journal.write(entry, Stage.DONE)
+        self.journal.archive(entry)
+        report.status, report.gate, report.error = "rejected", entry.gate, reason
+        log.warning("sleep run %s rejected: %s", entry.run_id, reason)
+        return self._finish(report, start)
+
+    def _abandon(self, entry: JournalEntry, report: SleepReport, exc: Exception) -> None:
+        """An error (not a kill) before publishing: hand the claim back, keep no journal."""
+        self.store.set_status(entry.demonstration_ids, DemoStatus.PENDING)
+        entry.gate["error"] = f"{type(exc).__name__}: {exc}"
+        self.journal.archive(entry)
+        report.status, report.error = "failed", entry.gate["error"]
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _make_gate(self, demos: list[Demonstration]) -> Gate | None:
+        if self.gate is None or not self.gate.enabled:
+            return None
+        items = [*demonstration_items(demos), *self.held_out]
+        return Gate(self.gate, items, self.retention)
+
+    def _generate(self, trainer: ConsolidationTrainer):
+        tokens = self.gate.max_new_tokens if self.gate else 40
+        return lambda convs: trainer.generate(convs, max_new_tokens=tokens)
+
+    def _finish(self, report: SleepReport, start: float) -> SleepReport:
+        report.seconds = time.perf_counter() - start
+        if self.reports_dir is not None:
+            self.reports_dir.mkdir(parents=True, exist_ok=True)
+            name = f"sleep-{time.strftime('%Y%m%dT%H%M%S')}-{report.run_id}.json"
+            (self.reports_dir / name).write_text(
+                json.dumps(report.to_dict(), indent=2, default=str)
+            )
+        return report
 
 
-def _finish(report: SleepReport, start: float, reports_dir: Path | None) -> SleepReport:
-    report.seconds = time.perf_counter() - start
-    if reports_dir is not None:
-        reports_dir.mkdir(parents=True, exist_ok=True)
-        path = reports_dir / f"sleep-{time.strftime('%Y%m%dT%H%M%S')}-{report.run_id}.json"
-        path.write_text(json.dumps(report.to_dict(), indent=2, default=str))
-    return report
+def run_sleep(**kwargs: Any) -> SleepReport:
+    """`SleepJob(**kwargs).run()`: consolidate one tenant's pending demonstrations."""
+    return SleepJob(**kwargs).run()

@@ -10,11 +10,12 @@ their prompts differ in length.
 from __future__ import annotations
 
 import math
+import os
 import random
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,6 +30,8 @@ from agent_cl.consolidation.losses import (
 )
 from agent_cl.consolidation.prompts import student_messages, teacher_messages
 from agent_cl.consolidation.teacher import EMATeacher, teacher_context
+from agent_cl.faults import fault_point
+from agent_cl.graphs.verifiers import answer_matches
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import (
     ChatMessage,
@@ -69,6 +72,29 @@ class TrainResult:
     peak_rss_mb: float
     final_loss: float
     history: list[StepRecord] = field(default_factory=list)
+    resumed_from_step: int = 0  # > 0 when training continued from a checkpoint
+
+
+class Checkpoint:
+    """One training-state file, replaced atomically so a kill never leaves half of one."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / "checkpoint.pt"
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def load(self) -> dict:
+        return torch.load(self.path, weights_only=False)
+
+    def save(self, state: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
 
 
 def peak_rss_mb() -> float:
@@ -212,7 +238,25 @@ class ConsolidationTrainer:
                     f"{demo.id} has none"
                 )
             return expected
+        if self.config.sft_target == "teacher":
+            return self._teacher_answers[demo.id]
         return demo.answer
+
+    def _write_teacher_answers(self, demonstrations: Sequence[Demonstration]) -> None:
+        """The in-context teacher's greedy answer to each demonstration, once, before the
+        adapter moves; kept only when it still contains the demonstration's expected answer."""
+        self._teacher_answers: dict[str, str] = {}
+        todo = list(demonstrations)
+        convs = [teacher_messages(d, self.config.teacher_prompt) for d in todo]
+        with teacher_context(self.model, None):
+            answers = generate_batch(self.model, self.tokenizer, convs, max_new_tokens=48)
+        for demo, answer in zip(todo, answers, strict=True):
+            expected = str(demo.metadata.get("expected", "")).strip()
+            ok = bool(answer) and (not expected or answer_matches(answer, expected))
+            self._teacher_answers[demo.id] = answer if ok else demo.answer
+        self.teacher_answers_kept = sum(
+            self._teacher_answers[d.id] != d.answer for d in demonstrations
+        )
 
     def _cross_entropy(self, prompts, completions) -> torch.Tensor:
         logits, mask = self.completion_logits(prompts, completions)
@@ -339,9 +383,20 @@ class ConsolidationTrainer:
         out_dir: Path,
         *,
         on_step: Callable[[StepRecord], None] | None = None,
+        checkpoint_dir: Path | None = None,
+        checkpoint_every: int = 0,
     ) -> TrainResult:
+        """Train and save the adapter to `out_dir`.
+
+        With `checkpoint_dir` and `checkpoint_every` > 0 the full training state (adapter,
+        optimizer, data order, random state, EMA, history) is saved atomically every that many
+        steps, and a checkpoint found there at start is resumed from: a killed run loses at
+        most `checkpoint_every` steps and repeats none of the earlier ones.
+        """
         if not demonstrations:
             raise ValueError("nothing to consolidate: no demonstrations given")
+        if checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
         cfg = self.config
         self._optimizer = torch.optim.AdamW(
             self.trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay
@@ -349,12 +404,22 @@ class ConsolidationTrainer:
         ema = EMATeacher(self.trainable, cfg.ema_rate) if cfg.teacher == "ema" else None
         if cfg.uses_anchor and (cfg.replay_weight > 0 or cfg.anchor_samples == "base"):
             self._base_answer_ids()  # once, before the adapter moves
+        if cfg.sft_target == "teacher" and (cfg.sft_weight > 0 or cfg.sft_warmup_steps > 0):
+            self._write_teacher_answers(demonstrations)
         rng = random.Random(cfg.seed)
         order: list[Demonstration] = []
         history: list[StepRecord] = []
+        first_step = 1
+        checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+        if checkpoint is not None and checkpoint.exists():
+            state = checkpoint.load()
+            first_step = self._restore(state, rng, ema, demonstrations) + 1
+            by_id = {d.id: d for d in demonstrations}
+            order = [by_id[i] for i in state["order"]]
+            history = [StepRecord(**r) for r in state["history"]]
         self.model.train()
         start = time.perf_counter()
-        for step in range(1, cfg.steps + 1):
+        for step in range(first_step, cfg.steps + 1):
             batch = []
             while len(batch) < min(cfg.batch_size, len(demonstrations)):
                 if not order:
@@ -368,8 +433,12 @@ class ConsolidationTrainer:
             record.seconds = time.perf_counter() - t0
             if step % cfg.log_every == 0 or step == cfg.steps:
                 history.append(record)
+            if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
+                checkpoint.save(self._state(step, rng, ema, order, history))
+            fault_point(f"train_step:{step}")
             if on_step is not None:
                 on_step(record)
+        trained_steps = cfg.steps - first_step + 1
         seconds = time.perf_counter() - start
         self.model.eval()
         out_dir = Path(out_dir)
@@ -380,11 +449,42 @@ class ConsolidationTrainer:
             method=cfg.method,
             steps=cfg.steps,
             seconds=seconds,
-            seconds_per_step=seconds / cfg.steps,
+            seconds_per_step=seconds / max(trained_steps, 1),
             peak_rss_mb=peak_rss_mb(),
             final_loss=history[-1].loss if history else math.nan,
             history=history,
+            resumed_from_step=first_step - 1,
         )
+
+    def _state(self, step, rng, ema, order, history) -> dict:
+        return {
+            "step": step,
+            "adapter": [p.detach().clone() for p in self.trainable],
+            "optimizer": self._optimizer.state_dict(),
+            "python_rng": rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+            "ema": [s.clone() for s in ema.shadow] if ema is not None else None,
+            "order": [d.id for d in order],
+            "history": [asdict(r) for r in history],
+        }
+
+    def _restore(self, state: dict, rng, ema, demonstrations) -> int:
+        """Load a checkpoint into the live objects; returns the step it was taken after."""
+        if len(state["adapter"]) != len(self.trainable):
+            raise ValueError("checkpoint does not match this adapter's layout; delete it")
+        with torch.no_grad():
+            for param, saved in zip(self.trainable, state["adapter"], strict=True):
+                param.copy_(saved)
+            if ema is not None and state["ema"] is not None:
+                for shadow, saved in zip(ema.shadow, state["ema"], strict=True):
+                    shadow.copy_(saved)
+        self._optimizer.load_state_dict(state["optimizer"])
+        rng.setstate(state["python_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        known = {d.id for d in demonstrations}
+        if not set(state["order"]) <= known:
+            raise ValueError("checkpoint was taken on other demonstrations; delete it")
+        return int(state["step"])
 
     def kl_from_base(self, prompts: Sequence[str], *, max_new_tokens: int = 24) -> float:
         """Mean per-token KL(candidate || base) along the candidate's own greedy answers.

@@ -47,9 +47,15 @@ class DemonstrationStore(ABC):
 
     @abstractmethod
     def set_status(
-        self, ids: Sequence[str], status: DemoStatus, *, adapter_version: int | None = None
+        self,
+        ids: Sequence[str],
+        status: DemoStatus,
+        *,
+        adapter_version: int | None = None,
+        reason: str = "",
     ) -> None:
-        """Move demonstrations to `status` (all or nothing: unknown ids raise first)."""
+        """Move demonstrations to `status` (all or nothing: unknown ids raise first);
+        `reason` says why (a rejected batch carries the gate's verdict)."""
 
     def search(
         self,

@@ -104,14 +104,18 @@ class ChromaDemonstrationStore(DemonstrationStore):
         demos.sort(key=lambda d: d.created_at)
         return demos[:limit]
 
-    def set_status(self, ids, status: DemoStatus, *, adapter_version=None) -> None:
+    def set_status(self, ids, status: DemoStatus, *, adapter_version=None, reason="") -> None:
         if not ids:
             return
         with self._lock:
             demos = self.get(ids)  # raises before any write if an id is unknown
             updated = [
                 d.model_copy(
-                    update={"status": DemoStatus(status), "adapter_version": adapter_version}
+                    update={
+                        "status": DemoStatus(status),
+                        "adapter_version": adapter_version,
+                        "status_reason": reason,
+                    }
                 )
                 for d in demos
             ]
@@ -160,6 +164,7 @@ def _to_metadata(demo: Demonstration) -> dict[str, Any]:
         "created_at": demo.created_at,
         "adapter_version": _NO_VERSION if demo.adapter_version is None else demo.adapter_version,
         "extra": json.dumps(demo.metadata),
+        "status_reason": demo.status_reason,
     }
 
 
@@ -174,5 +179,6 @@ def _from_row(document: str, meta: dict[str, Any]) -> Demonstration:
         status=DemoStatus(meta["status"]),
         adapter_version=None if version == _NO_VERSION else int(version),
         created_at=float(meta["created_at"]),
+        status_reason=meta.get("status_reason", ""),
         metadata=json.loads(meta.get("extra") or "{}"),
     )

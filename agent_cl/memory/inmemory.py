@@ -51,14 +51,18 @@ class InMemoryDemonstrationStore(DemonstrationStore):
         demos.sort(key=lambda d: d.created_at)
         return [d.model_copy() for d in demos[:limit]]
 
-    def set_status(self, ids, status: DemoStatus, *, adapter_version=None) -> None:
+    def set_status(self, ids, status: DemoStatus, *, adapter_version=None, reason="") -> None:
         with self._lock:
             missing = [i for i in ids if i not in self._demos]
             if missing:
                 raise UnknownDemonstrationError(f"unknown demonstration ids: {missing}")
             for i in ids:
                 self._demos[i] = self._demos[i].model_copy(
-                    update={"status": DemoStatus(status), "adapter_version": adapter_version}
+                    update={
+                        "status": DemoStatus(status),
+                        "adapter_version": adapter_version,
+                        "status_reason": reason,
+                    }
                 )
 
     def search(self, query, *, k=4, tenant=None, status=None, skill=None):

@@ -35,6 +35,7 @@ class Demonstration(BaseModel):
     skill: str = Field(default="general", description="a label for grouping and evaluation")
     status: DemoStatus = DemoStatus.PENDING
     adapter_version: int | None = Field(default=None, description="adapter that consolidated it")
+    status_reason: str = Field(default="", description="why a sleep run rejected it, if it did")
     created_at: float = Field(default_factory=time.time)
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
 

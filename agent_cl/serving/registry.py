@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent_cl.faults import fault_point
+
 _VERSION_DIR = re.compile(r"^v(\d{4,})$")
 CURRENT_FILE = "CURRENT"
 MANIFEST_FILE = "manifest.json"
@@ -41,8 +43,25 @@ class AdapterVersion:
 
 
 class AdapterRegistry:
-    def __init__(self, root: Path) -> None:
+    """`max_rank` and `base_model_sha256`, when given, are enforced on every publish, so an
+    adapter the server cannot load (rank too high) or that belongs to another base model is
+    refused before any backend sees it. `keep` bounds how many versions stay on disk (the
+    current one is never deleted)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_rank: int | None = None,
+        base_model_sha256: str | None = None,
+        keep: int | None = None,
+    ) -> None:
+        if keep is not None and keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
         self.root = Path(root)
+        self.max_rank = max_rank
+        self.base_model_sha256 = base_model_sha256
+        self.keep = keep
 
     def versions(self) -> list[AdapterVersion]:
         if not self.root.exists():
@@ -72,8 +91,10 @@ class AdapterRegistry:
 
     def publish(self, adapter_dir: Path, manifest: dict[str, Any] | None = None) -> AdapterVersion:
         """Copy `adapter_dir` in as the next version and make it current."""
-        validate_adapter_dir(adapter_dir)
+        validate_adapter_dir(adapter_dir, max_rank=self.max_rank)
+        check_base_model(manifest or {}, self.base_model_sha256)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.remove_stale_temp_dirs()
         version = max((v.version for v in self.versions()), default=0) + 1
         tmp = Path(tempfile.mkdtemp(prefix=".publish-", dir=self.root))
         try:
@@ -83,13 +104,42 @@ class AdapterRegistry:
             meta = {"version": version, "published_at": time.time(), **(manifest or {})}
             (tmp / MANIFEST_FILE).write_text(json.dumps(meta, indent=2, default=str))
             _fsync_dir_files(tmp)
+            fault_point("publish_copy")
             os.replace(tmp, self._dir(version))
             _fsync_path(self.root)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         self.set_current(version)
+        self.prune()
         return self.get(version)
+
+    def find_run(self, run_id: str) -> AdapterVersion | None:
+        """The version a sleep run published, if it got that far (its manifest says so)."""
+        for version in self.versions():
+            if version.manifest.get("run_id") == run_id:
+                return version
+        return None
+
+    def prune(self) -> list[int]:
+        """Delete the oldest versions beyond `keep`; never the current one."""
+        if self.keep is None:
+            return []
+        current = self.current()
+        versions = self.versions()
+        doomed = [
+            v
+            for v in versions[: max(len(versions) - self.keep, 0)]
+            if current is None or v.version != current.version
+        ]
+        for v in doomed:
+            shutil.rmtree(v.path, ignore_errors=True)
+        return [v.version for v in doomed]
+
+    def remove_stale_temp_dirs(self) -> None:
+        """Half-copied versions left by a killed publish (never visible as versions)."""
+        for child in self.root.glob(".publish-*"):
+            shutil.rmtree(child, ignore_errors=True)
 
     def set_current(self, version: int | None) -> None:
         """Point `CURRENT` at `version` (None: serve the base model)."""
@@ -129,7 +179,9 @@ class AdapterRegistry:
         return AdapterVersion(version, path, manifest)
 
 
-def validate_adapter_dir(adapter_dir: Path) -> None:
+def validate_adapter_dir(adapter_dir: Path, *, max_rank: int | None = None) -> dict[str, Any]:
+    """Refuse what must never reach a backend: missing or unreadable files, a rank above what
+    the server was started with, NaN/inf weights. Returns the adapter config."""
     path = Path(adapter_dir)
     if not path.is_dir():
         raise InvalidAdapterError(f"{path} is not a directory")
@@ -137,9 +189,40 @@ def validate_adapter_dir(adapter_dir: Path) -> None:
     if missing:
         raise InvalidAdapterError(f"{path} lacks {missing}")
     try:
-        json.loads((path / "adapter_config.json").read_text())
+        config = json.loads((path / "adapter_config.json").read_text())
     except json.JSONDecodeError as exc:
         raise InvalidAdapterError(f"{path}/adapter_config.json is not valid JSON: {exc}") from exc
+    ranks = [config.get("r") or 0, *(config.get("rank_pattern") or {}).values()]
+    if max_rank is not None and max(ranks) > max_rank:
+        raise InvalidAdapterError(f"{path} has LoRA rank {max(ranks)} > the maximum {max_rank}")
+    _check_weights(path / "adapter_model.safetensors")
+    return config
+
+
+def _check_weights(weights: Path) -> None:
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InvalidAdapterError(f"{weights} is not a readable safetensors file: {exc}") from exc
+    if not tensors:
+        raise InvalidAdapterError(f"{weights} holds no tensors")
+    bad = [name for name, t in tensors.items() if not bool(torch.isfinite(t).all())]
+    if bad:
+        raise InvalidAdapterError(f"{weights} has NaN/inf in {len(bad)} tensors, e.g. {bad[0]}")
+
+
+def check_base_model(manifest: dict[str, Any], expected_sha256: str | None) -> None:
+    """An adapter trained on another base model must not be served on this one."""
+    found = manifest.get("base_model_sha256")
+    if expected_sha256 and found and found != expected_sha256:
+        raise InvalidAdapterError(
+            f"adapter was trained on base model {found[:12]}..., "
+            f"this registry serves {expected_sha256[:12]}..."
+        )
 
 
 def _fsync_path(path: Path) -> None:
