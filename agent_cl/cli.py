@@ -35,6 +35,18 @@ HomeOption = Annotated[
     Path | None, typer.Option("--home", help="data directory (default $AGENT_CL_HOME)")
 ]
 TenantOption = Annotated[str | None, typer.Option("--tenant", help="agent/tenant name")]
+# The sleep job's options, shared by `sleep` and `daemon`.
+MethodOption = Annotated[
+    str | None,
+    typer.Option(
+        help="consolidation recipe (default: the config's; docs/results/consolidation.md)"
+    ),
+]
+StepsOption = Annotated[int, typer.Option(help="training steps")]
+GateOption = Annotated[bool, typer.Option(help="publish only if the gate passes")]
+DropOption = Annotated[float, typer.Option(help="gate: largest retention drop allowed")]
+ReplayOption = Annotated[int, typer.Option(help="consolidated demonstrations replayed per night")]
+CheckpointOption = Annotated[int, typer.Option(help="training steps between checkpoints")]
 
 
 def _settings(home: Path | None = None, tenant: str | None = None, **kw) -> Settings:
@@ -82,6 +94,8 @@ def demo(
     seed: int = typer.Option(0, help="seed for the facts suite and training"),
     json_path: Path | None = typer.Option(None, "--json", help="write the report here"),
     home: HomeOption = None,
+    gate: GateOption = True,
+    max_retention_drop: DropOption = 0.05,
 ):
     """Run one day/night/day cycle on the embedded model and print what changed."""
     _quiet_libraries()
@@ -92,7 +106,13 @@ def demo(
     if method not in METHODS:
         _fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     settings = _settings(home)
-    overrides = {"method": method, "seed": seed, "steps": steps}
+    overrides = {
+        "method": method,
+        "seed": seed,
+        "steps": steps,
+        "gate": gate,
+        "max_retention_drop": max_retention_drop,
+    }
     if facts is not None:
         overrides["n_facts"] = facts
     try:
@@ -148,6 +168,14 @@ def _print_demo(report: dict, keys: tuple[str, ...]) -> None:
         value = report[key]
         text = f"{value:.3f}" if isinstance(value, float) else str(value)
         table.add_row(labels.get(key, key), text)
+    candidate = report.get("candidate") or {}
+    if candidate.get("new_skill_acc") is not None:
+        table.add_row(
+            "candidate (gate): new skill / retention",
+            f"{candidate['new_skill_acc']:.3f} / {candidate['retention']:.3f}",
+        )
+    if report.get("gate_reason"):
+        table.add_row("gate verdict", str(report["gate_reason"]))
     table.add_row("answers changed by the adapter", f"{report['answers_changed']:.0%}")
     table.add_row("seconds per training step", f"{report['train_seconds_per_step']:.2f}")
     table.add_row("peak RSS (MB)", f"{report['peak_rss_mb']:.0f}")
@@ -194,41 +222,125 @@ def run(
 
 @app.command()
 def sleep(
-    method: str | None = typer.Option(
-        None, help="consolidation recipe (default: the config's; docs/results/consolidation.md)"
-    ),
-    steps: int = typer.Option(64, help="training steps"),
+    method: MethodOption = None,
+    steps: StepsOption = 64,
     home: HomeOption = None,
     tenant: TenantOption = None,
+    gate: GateOption = True,
+    max_retention_drop: DropOption = 0.01,
+    replay: ReplayOption = 0,
+    checkpoint_every: CheckpointOption = 8,
 ):
-    """Consolidate the tenant's pending demonstrations into a new adapter version now."""
+    """Consolidate pending demonstrations now: every tenant in turn, or the one named."""
     _quiet_libraries()
+    from agent_cl.consolidation.scheduler import run_night
+
+    settings = _settings(home, tenant)
+    store, job_for_tenant, unfinished = _night_parts(
+        settings, method, steps, gate, max_retention_drop, replay, checkpoint_every
+    )
+    with _progress() as progress:
+        task = progress.add_task("training", total=steps)
+
+        def on_step(record) -> None:
+            progress.update(task, completed=record.step)
+
+        reports = run_night(
+            store,
+            lambda t: job_for_tenant(t, on_step=on_step),
+            only=tenant,
+            unfinished=unfinished,
+        )
+    if not reports:
+        console.print("nothing to consolidate: no pending demonstrations")
+    for report in reports:
+        summary = {k: v for k, v in report.to_dict().items() if k not in ("train", "checks")}
+        summary["gate"] = {k: v for k, v in report.gate.items() if k in ("passed", "reason")}
+        console.print_json(json.dumps(summary, default=str))
+    if any(r.status == "failed" for r in reports):
+        raise typer.Exit(1)
+
+
+def _night_parts(settings, method, steps, gate, max_retention_drop, replay, checkpoint_every):
+    """The store and a per-tenant SleepJob factory, validated before any model loads."""
+    import dataclasses
+
     from agent_cl.consolidation.config import DEFAULT_METHOD, ConsolidationConfig
-    from agent_cl.consolidation.sleep import run_sleep
+    from agent_cl.consolidation.gate import GateConfig
+    from agent_cl.consolidation.scheduler import unfinished_tenants
+    from agent_cl.consolidation.sleep import SleepJob
     from agent_cl.memory.chroma import ChromaDemonstrationStore
     from agent_cl.models.provision import ModelNotProvisionedError, resolve_model_dir
     from agent_cl.serving.registry import AdapterRegistry
 
-    settings = _settings(home, tenant)
     try:
         config = ConsolidationConfig(method=method or DEFAULT_METHOD, steps=steps)
+        gate_config = GateConfig(max_retention_drop=max_retention_drop) if gate else None
         model_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
+        if replay < 0 or checkpoint_every < 0:
+            raise ValueError("--replay and --checkpoint-every must be >= 0")
     except (ValueError, ModelNotProvisionedError) as exc:
         _fail(str(exc))
     store = ChromaDemonstrationStore.open(settings.store_dir)
-    with _progress() as progress:
-        task = progress.add_task("training", total=steps)
-        report = run_sleep(
+
+    def job_for_tenant(name: str, on_step=None) -> SleepJob:
+        tenant_settings = dataclasses.replace(settings, tenant=name)
+        return SleepJob(
             store=store,
-            registry=AdapterRegistry(settings.adapters_dir),
+            registry=AdapterRegistry(tenant_settings.adapters_dir),
             model_dir=model_dir,
             config=config,
-            tenant=settings.tenant,
-            on_step=lambda r: progress.update(task, advance=1),
-            reports_dir=settings.reports_dir,
+            tenant=name,
+            gate=gate_config,
+            on_step=on_step,
+            reports_dir=tenant_settings.reports_dir,
             torch_threads=settings.torch_threads,
+            checkpoint_every=checkpoint_every,
+            replay=replay,
         )
-    console.print_json(json.dumps({k: v for k, v in report.to_dict().items() if k != "train"}))
+
+    return store, job_for_tenant, unfinished_tenants(settings.home / "adapters")
+
+
+@app.command()
+def daemon(
+    cron: str | None = typer.Option(None, help="crontab expression, e.g. '0 2 * * *'"),
+    min_pending: int | None = typer.Option(None, help="run when this many are pending"),
+    idle_minutes: float | None = typer.Option(None, help="run after this long without new ones"),
+    poll_seconds: float = typer.Option(60.0, help="how often the store triggers are checked"),
+    method: MethodOption = None,
+    steps: StepsOption = 64,
+    home: HomeOption = None,
+    gate: GateOption = True,
+    max_retention_drop: DropOption = 0.01,
+    replay: ReplayOption = 0,
+    checkpoint_every: CheckpointOption = 8,
+):
+    """Run nights on a schedule until SIGTERM (the running night finishes first)."""
+    _quiet_libraries()
+    from agent_cl.consolidation.scheduler import SleepDaemon, Triggers, run_night
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = _settings(home)
+    try:
+        triggers = Triggers(cron, min_pending, idle_minutes, poll_seconds)
+    except ValueError as exc:
+        _fail(str(exc))
+    store, job_for_tenant, _ = _night_parts(
+        settings, method, steps, gate, max_retention_drop, replay, checkpoint_every
+    )
+
+    def night() -> None:
+        from agent_cl.consolidation.scheduler import unfinished_tenants
+
+        unfinished = unfinished_tenants(settings.home / "adapters")
+        for report in run_night(store, job_for_tenant, unfinished=unfinished):
+            logging.info("tenant %s: %s %s", report.tenant, report.status, report.error or "")
+
+    try:
+        SleepDaemon(night, store, triggers, settings.home / "daemon.lock").serve()
+    except RuntimeError as exc:
+        _fail(str(exc))
 
 
 def _registry(home: Path | None, tenant: str | None):

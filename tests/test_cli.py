@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 from agent_cl.cli import app
 from agent_cl.serving.registry import AdapterRegistry
+from tests.adapters import fake_adapter
 
 runner = CliRunner()
 
@@ -13,11 +14,7 @@ runner = CliRunner()
 def publish(tmp_path, n):
     registry = AdapterRegistry(tmp_path / "adapters" / "default")
     for i in range(n):
-        src = tmp_path / f"src{i}"
-        src.mkdir()
-        (src / "adapter_config.json").write_text("{}")
-        (src / "adapter_model.safetensors").write_bytes(b"x")
-        registry.publish(src, {"method": "sft"})
+        registry.publish(fake_adapter(tmp_path / f"src{i}", str(i)), {"method": "sft"})
     return registry
 
 

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from agent_cl.serving.registry import (
@@ -9,13 +7,7 @@ from agent_cl.serving.registry import (
     InvalidAdapterError,
     UnknownAdapterVersionError,
 )
-
-
-def fake_adapter(path, marker: str):
-    path.mkdir(parents=True)
-    (path / "adapter_config.json").write_text(json.dumps({"r": 8, "marker": marker}))
-    (path / "adapter_model.safetensors").write_bytes(marker.encode())
-    return path
+from tests.adapters import fake_adapter, marker
 
 
 def test_publish_versions_and_current(tmp_path):
@@ -26,7 +18,7 @@ def test_publish_versions_and_current(tmp_path):
     assert (v1.version, v2.version) == (1, 2)
     assert registry.current().version == 2
     assert registry.get(1).manifest["method"] == "sft"
-    assert (registry.get(1).path / "adapter_model.safetensors").read_bytes() == b"one"
+    assert marker(registry.get(1).path) == "one"
     # no temp directories left behind
     assert sorted(p.name for p in (tmp_path / "reg").iterdir()) == ["CURRENT", "v0001", "v0002"]
 
@@ -63,3 +55,48 @@ def test_incomplete_adapter_is_never_published(tmp_path):
     with pytest.raises(InvalidAdapterError, match="not valid JSON"):
         registry.publish(bad)
     assert registry.versions() == [] and registry.current() is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "adapter", "message"),
+    [
+        ({"max_rank": 8}, {"r": 16}, "rank 16 > the maximum 8"),
+        ({}, {"fill": float("nan")}, "NaN/inf"),
+        ({}, {"fill": float("inf")}, "NaN/inf"),
+    ],
+)
+def test_bad_adapters_are_refused_before_publish(tmp_path, kwargs, adapter, message):
+    registry = AdapterRegistry(tmp_path / "reg", **kwargs)
+    registry.publish(fake_adapter(tmp_path / "good", "good"))
+    with pytest.raises(InvalidAdapterError, match=message):
+        registry.publish(fake_adapter(tmp_path / "bad", "bad", **adapter))
+    assert [v.version for v in registry.versions()] == [1] and registry.current().version == 1
+
+
+def test_adapter_of_another_base_model_is_refused(tmp_path):
+    registry = AdapterRegistry(tmp_path / "reg", base_model_sha256="a" * 64)
+    with pytest.raises(InvalidAdapterError, match="trained on base model bbbb"):
+        registry.publish(fake_adapter(tmp_path / "x", "x"), {"base_model_sha256": "b" * 64})
+    registry.publish(fake_adapter(tmp_path / "y", "y"), {"base_model_sha256": "a" * 64})
+    assert registry.current().version == 1
+
+
+def test_keep_prunes_old_versions_but_never_the_current_one(tmp_path):
+    registry = AdapterRegistry(tmp_path / "reg", keep=2)
+    for i in range(4):
+        registry.publish(fake_adapter(tmp_path / f"a{i}", str(i)))
+    assert [v.version for v in registry.versions()] == [3, 4]
+    registry.rollback(3)
+    registry.keep = 1
+    assert registry.prune() == [] or registry.current().version == 3
+    assert registry.current().version == 3 and registry.get(3)
+
+
+def test_find_run_and_stale_temp_dirs(tmp_path):
+    registry = AdapterRegistry(tmp_path / "reg")
+    registry.publish(fake_adapter(tmp_path / "a", "a"), {"run_id": "r1"})
+    assert registry.find_run("r1").version == 1 and registry.find_run("r2") is None
+    stale = tmp_path / "reg" / ".publish-dead"
+    stale.mkdir()
+    registry.publish(fake_adapter(tmp_path / "b", "b"))
+    assert not stale.exists()

@@ -98,7 +98,7 @@ class SleepJob:
     tenant: str = "default"
     state_dir: Path | None = None  # journal, checkpoints, lock (default: inside the registry)
     gate: GateConfig | None = field(default_factory=GateConfig)  # None: publish unconditionally
-    held_out: Sequence[GateItem] = ()  # extra new-skill items for the gate (e.g. paraphrases)
+    held_out: Sequence[GateItem] = ()  # new-skill items for the gate (e.g. paraphrases)
     retention: Sequence[GateItem] | None = None  # None: the frozen retention set
     check: Check | None = None  # extra diagnostics on the candidate, recorded in the report
     on_publish: Callable[[AdapterVersion], None] | None = None
@@ -335,7 +335,9 @@ class SleepJob:
     def _make_gate(self, demos: list[Demonstration]) -> Gate | None:
         if self.gate is None or not self.gate.enabled:
             return None
-        items = [*demonstration_items(demos), *self.held_out]
+        # Held-out items, when the caller has them, are the better measure (they were not
+        # trained on); otherwise the demonstrations' own questions, asked without them.
+        items = list(self.held_out) or demonstration_items(demos)
         return Gate(self.gate, items, self.retention)
 
     def _generate(self, trainer: ConsolidationTrainer):
