@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent_cl.consolidation.scheduler import (
+    SleepDaemon,
+    Triggers,
+    due,
+    run_night,
+    tenants_to_consolidate,
+    unfinished_tenants,
+)
+from agent_cl.memory.inmemory import InMemoryDemonstrationStore
+from agent_cl.memory.schema import Demonstration, DemoStatus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo(i: int, tenant: str = "a", age_minutes: float = 0.0) -> Demonstration:
+    return Demonstration(
+        query=f"q{i}", answer=f"a{i}", tenant=tenant, created_at=time.time() - 60 * age_minutes
+    )
+
+
+def test_triggers_validate():
+    with pytest.raises(ValueError, match="at least one trigger"):
+        Triggers()
+    with pytest.raises(ValueError, match="invalid cron"):
+        Triggers(cron="every night")
+    with pytest.raises(ValueError, match="min_pending"):
+        Triggers(min_pending=0)
+    assert Triggers(cron="0 2 * * *").cron == "0 2 * * *"
+
+
+def test_pending_and_idle_triggers(hash_embedder):
+    store = InMemoryDemonstrationStore(hash_embedder)
+    assert due(store, Triggers(min_pending=1)) is None  # nothing pending, never due
+    store.add([demo(0, age_minutes=30), demo(1, age_minutes=5)])
+    assert due(store, Triggers(min_pending=3)) is None
+    assert "2 demonstrations pending" in due(store, Triggers(min_pending=2))
+    assert due(store, Triggers(idle_minutes=10)) is None  # the newest is 5 minutes old
+    assert "idle for" in due(store, Triggers(idle_minutes=4))
+
+
+def test_night_visits_every_tenant_with_work(hash_embedder, tmp_path):
+    store = InMemoryDemonstrationStore(hash_embedder)
+    store.add([demo(0, "b"), demo(1, "a"), demo(2, "c")])
+    store.set_status([demo(2, "c").id], DemoStatus.CONSOLIDATED)
+    assert tenants_to_consolidate(store) == ["a", "b"]
+    assert tenants_to_consolidate(store, unfinished=("z",)) == ["a", "b", "z"]
+    assert tenants_to_consolidate(store, "c") == ["c"]
+    journal = tmp_path / "adapters" / "z" / ".sleep" / "journal.json"
+    journal.parent.mkdir(parents=True)
+    journal.write_text("{}")
+    assert unfinished_tenants(tmp_path / "adapters") == ("z",)
+
+    class Job:
+        def __init__(self, tenant):
+            self.tenant = tenant
+
+        def run(self):
+            if self.tenant == "a":
+                raise RuntimeError("bad batch")
+            return self.tenant
+
+    # a failing tenant is logged and skipped; the others still get their night
+    assert run_night(store, Job) == ["b"]
+
+
+def test_daemon_runs_one_night_at_a_time(hash_embedder, tmp_path):
+    started, release = threading.Event(), threading.Event()
+
+    def night():
+        started.set()
+        release.wait(5)
+
+    daemon = SleepDaemon(
+        night, InMemoryDemonstrationStore(hash_embedder), Triggers(min_pending=1), tmp_path / "l"
+    )
+    worker = threading.Thread(target=daemon.run_night, args=["first"])
+    worker.start()
+    assert started.wait(5)
+    daemon.run_night("second")  # skipped: the first is still running
+    release.set()
+    worker.join(5)
+    assert daemon.nights_run == 1
+
+
+@pytest.mark.slow
+def test_daemon_command_runs_a_night_and_stops_on_sigterm(tiny_model_dir, tmp_path):
+    """The real command: a pending demonstration triggers a night (gate off, tiny model);
+    SIGTERM then stops the daemon cleanly."""
+    from agent_cl.memory.chroma import ChromaDemonstrationStore
+    from tests.conftest import HashEmbedder
+
+    home = tmp_path / "home"
+    store = ChromaDemonstrationStore.open(home / "store", embedder=HashEmbedder())
+    store.add([demo(0, "default")])
+    del store
+    env = {
+        **os.environ,
+        "AGENT_CL_HOME": str(home),
+        "AGENT_CL_MODEL_DIR": str(tiny_model_dir),
+        "AGENT_CL_TORCH_THREADS": "1",
+    }
+    cmd = [sys.executable, "-m", "agent_cl.cli", "daemon", "--min-pending", "1"]
+    cmd += ["--poll-seconds", "0.5", "--steps", "2", "--no-gate"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not (home / "adapters" / "default" / "CURRENT").exists():
+            time.sleep(0.5)
+        assert (home / "adapters" / "default" / "CURRENT").read_text() == "1"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "daemon stopped after 1 nights" in stderr
