@@ -22,6 +22,7 @@ import torch
 
 from agent_cl.consolidation.anchors import default_anchor_prompts
 from agent_cl.consolidation.config import ConsolidationConfig
+from agent_cl.consolidation.distributed import DataParallel
 from agent_cl.consolidation.losses import (
     forward_kl_per_token,
     masked_sequence_loss,
@@ -114,6 +115,7 @@ class ConsolidationTrainer:
         from peft import LoraConfig, PeftModel, get_peft_model
 
         self.config = config or ConsolidationConfig()
+        self.parallel = DataParallel()
         set_torch_threads(torch_threads)
         torch.manual_seed(self.config.seed)
         self.tokenizer = load_tokenizer(Path(model_dir))
@@ -181,7 +183,9 @@ class ConsolidationTrainer:
         return targets
 
     # -- objectives: each term computes its loss and backpropagates at once (less memory) --
-    def _sdft_term(self, batch: list[Demonstration], ema: EMATeacher | None, record) -> float:
+    def _sdft_term(
+        self, batch: list[Demonstration], ema: EMATeacher | None, record, weight: float
+    ) -> float:
         cfg = self.config
         n_teacher = round(cfg.teacher_written_fraction * len(batch))
         on_policy, teacher_written = batch[n_teacher:], batch[:n_teacher]
@@ -212,7 +216,7 @@ class ConsolidationTrainer:
             per_token = divergence(student_logits, teacher_logits)
             loss = masked_sequence_loss(per_token, mask, reduction=cfg.kl_reduction)
             share = len(demos) / len(batch)
-            self._backward(cfg.sdft_weight * share * loss)
+            self._backward(weight * share * loss)
             total += share * float(loss.detach())
             if not written_by_teacher:
                 self._answer_diagnostics(record, demos, completions, per_token.detach(), mask)
@@ -266,12 +270,16 @@ class ConsolidationTrainer:
     def _anchor_terms(self, rng: random.Random, record) -> dict[str, float]:
         """KL(student || base) and/or self-replay on a few general prompts."""
         cfg = self.config
-        picks = rng.sample(
+        drawn = rng.sample(
             range(len(self.anchor_prompts)), min(cfg.anchor_batch_size, len(self.anchor_prompts))
         )
+        picks = self.parallel.shard(drawn)
+        scale = self.parallel.scale(len(picks), len(drawn))
+        terms: dict[str, float] = {}
+        if not picks:
+            return terms
         convs = [[{"role": "user", "content": self.anchor_prompts[i]}] for i in picks]
         prompts = self._prompt_ids(convs)
-        terms: dict[str, float] = {}
         if cfg.anchor_kl_weight > 0:
             if cfg.anchor_samples == "student":
                 t0 = time.perf_counter()
@@ -285,12 +293,12 @@ class ConsolidationTrainer:
             student_logits, mask = self.completion_logits(prompts, completions)
             per_token = reverse_kl_per_token(student_logits, base_logits)
             loss = masked_sequence_loss(per_token, mask, reduction="mean")
-            self._backward(cfg.anchor_kl_weight * loss)
+            self._backward(scale * cfg.anchor_kl_weight * loss)
             terms["anchor_kl"] = float(loss.detach())
         if cfg.replay_weight > 0:
             completions = [self._base_answer_ids()[i] for i in picks]
             loss = self._cross_entropy(prompts, completions)
-            self._backward(cfg.replay_weight * loss)
+            self._backward(scale * cfg.replay_weight * loss)
             terms["replay"] = float(loss.detach())
         return terms
 
@@ -348,13 +356,16 @@ class ConsolidationTrainer:
             "anchor_kl": cfg.anchor_kl_weight,
             "replay": cfg.replay_weight,
         }
-        if weights["sft"] > 0:
-            record.terms["sft"] = self._sft_term(batch, weights["sft"])
-        if weights["sdft"] > 0:
-            record.terms["sdft"] = self._sdft_term(batch, ema, record)
+        shard = self.parallel.shard(batch)  # the whole batch in a single process
+        scale = self.parallel.scale(len(shard), len(batch))
+        if weights["sft"] > 0 and shard:
+            record.terms["sft"] = self._sft_term(shard, scale * weights["sft"])
+        if weights["sdft"] > 0 and shard:
+            record.terms["sdft"] = self._sdft_term(shard, ema, record, scale * weights["sdft"])
         if cfg.uses_anchor:
             record.terms.update(self._anchor_terms(rng, record))
         record.loss = sum(weights[k] * v for k, v in record.terms.items())
+        self.parallel.average_gradients(self.trainable)
         torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
         self._optimizer.step()
         self._optimizer.zero_grad(set_to_none=True)
@@ -434,7 +445,9 @@ class ConsolidationTrainer:
             if step % cfg.log_every == 0 or step == cfg.steps:
                 history.append(record)
             if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
-                checkpoint.save(self._state(step, rng, ema, order, history))
+                if self.parallel.is_main:
+                    checkpoint.save(self._state(step, rng, ema, order, history))
+                self.parallel.barrier()
             fault_point(f"train_step:{step}")
             if on_step is not None:
                 on_step(record)
@@ -442,8 +455,10 @@ class ConsolidationTrainer:
         seconds = time.perf_counter() - start
         self.model.eval()
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out_dir)
+        if self.parallel.is_main:  # every process holds the same adapter
+            out_dir.mkdir(parents=True, exist_ok=True)
+            self.model.save_pretrained(out_dir)
+        self.parallel.barrier()
         return TrainResult(
             adapter_dir=out_dir,
             method=cfg.method,
