@@ -92,7 +92,7 @@ def test_sdft_loss_is_zero_when_teacher_prompt_equals_student_prompt(tiny_model_
     trainer = ConsolidationTrainer(
         tiny_model_dir, ConsolidationConfig(steps=1, batch_size=2, max_new_tokens=5)
     )
-    loss = trainer._sdft_term(DEMOS[:2], None, StepRecord(1, 0.0, 0.0))
+    loss = trainer._sdft_term(DEMOS[:2], None, StepRecord(1, 0.0, 0.0), 1.0)
     assert loss == pytest.approx(0.0, abs=1e-5)
 
 

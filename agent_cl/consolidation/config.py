@@ -114,6 +114,8 @@ class ConsolidationConfig:
     kl_reduction: Reduction = field(
         default="sum", metadata={"help": "sum or mean the per-token SDFT KL over the sample"}
     )
+    device: str = field(default="auto", metadata={"help": "auto (CUDA if present), cuda or cpu"})
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on CUDA, fp32 on CPU), ..."})
     seed: int = field(default=0, metadata={"help": "seed for data order and sampling"})
     log_every: int = field(default=1, metadata={"help": "steps between metric records"})
 
@@ -136,6 +138,12 @@ class ConsolidationConfig:
         self._validate()
 
     def _validate(self) -> None:
+        if self.device not in ("auto", "cuda", "cpu"):
+            raise ValueError(f"device must be auto, cuda or cpu, got {self.device!r}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(
+                f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}"
+            )
         if self.teacher not in ("base", "ema"):
             raise ValueError(f"teacher must be 'base' or 'ema', got {self.teacher!r}")
         if self.teacher_prompt not in ("context", "turns", "context+turns"):

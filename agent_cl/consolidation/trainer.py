@@ -98,6 +98,17 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
 
+def resolve_device(device: str, dtype: str) -> tuple[torch.device, str]:
+    """ "auto" trains on CUDA in bf16 when a GPU is there, else on CPU in fp32."""
+    cuda = torch.cuda.is_available()
+    if device == "cuda" and not cuda:
+        raise RuntimeError("device='cuda' but no CUDA GPU is visible (install the [gpu] extra)")
+    chosen = torch.device("cuda" if device == "cuda" or (device == "auto" and cuda) else "cpu")
+    if dtype == "auto":
+        dtype = "bfloat16" if chosen.type == "cuda" else "float32"
+    return chosen, dtype
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -119,7 +130,8 @@ class ConsolidationTrainer:
         set_torch_threads(torch_threads)
         torch.manual_seed(self.config.seed)
         self.tokenizer = load_tokenizer(Path(model_dir))
-        base = load_causal_lm(Path(model_dir))
+        self.device, dtype = resolve_device(self.config.device, self.config.dtype)
+        base = load_causal_lm(Path(model_dir), dtype=dtype).to(self.device)
         for param in base.parameters():
             param.requires_grad_(False)
         if init_adapter is not None:
@@ -167,20 +179,20 @@ class ConsolidationTrainer:
             attention[i, width - len(row) : width - (t_c - len(comp))] = 1
         position_ids = (attention.cumsum(-1) - 1).clamp_min(0)
         logits = self.model(
-            input_ids=input_ids,
-            attention_mask=attention,
-            position_ids=position_ids,
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention.to(self.device),
+            position_ids=position_ids.to(self.device),
             logits_to_keep=t_c + 1,
         ).logits[:, :-1]
-        lengths = torch.tensor([len(c) for c in completions])
-        mask = torch.arange(t_c)[None, :] < lengths[:, None]
+        lengths = torch.tensor([len(c) for c in completions], device=self.device)
+        mask = torch.arange(t_c, device=self.device)[None, :] < lengths[:, None]
         return logits, mask
 
     def _targets(self, completions: list[list[int]], t_c: int) -> torch.Tensor:
         targets = torch.full((len(completions), t_c), -100, dtype=torch.long)
         for i, comp in enumerate(completions):
             targets[i, : len(comp)] = torch.tensor(comp)
-        return targets
+        return targets.to(self.device)
 
     # -- objectives: each term computes its loss and backpropagates at once (less memory) --
     def _sdft_term(
