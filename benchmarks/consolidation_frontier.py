@@ -228,7 +228,7 @@ def main() -> None:
     parser.add_argument("--methods", default=DEFAULT_METHODS)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--facts", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=None, help="default 64 (--quick: 32)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--data-seed", type=int, default=0)
@@ -243,7 +243,8 @@ def main() -> None:
     parser.add_argument("--baseline-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.facts, args.steps = 16, 32
+        args.facts = 16
+    args.steps = args.steps or (32 if args.quick else 64)
     if args.baseline_only:
         print(json.dumps(baseline(args)))
         return
