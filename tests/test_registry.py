@@ -100,3 +100,12 @@ def test_find_run_and_stale_temp_dirs(tmp_path):
     stale.mkdir()
     registry.publish(fake_adapter(tmp_path / "b", "b"))
     assert not stale.exists()
+
+
+def test_adapter_shaped_for_another_base_model_is_refused(tmp_path, embedded_model_dir):
+    from agent_cl.serving.registry import validate_adapter_dir
+
+    foreign = fake_adapter(tmp_path / "foreign", "f")  # 4-wide factors: no such layer here
+    with pytest.raises(InvalidAdapterError, match="another base model"):
+        validate_adapter_dir(foreign, base_model_dir=embedded_model_dir)
+    validate_adapter_dir(foreign)  # without a base to compare with, shape is not checked

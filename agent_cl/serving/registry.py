@@ -179,9 +179,12 @@ class AdapterRegistry:
         return AdapterVersion(version, path, manifest)
 
 
-def validate_adapter_dir(adapter_dir: Path, *, max_rank: int | None = None) -> dict[str, Any]:
+def validate_adapter_dir(
+    adapter_dir: Path, *, max_rank: int | None = None, base_model_dir: Path | None = None
+) -> dict[str, Any]:
     """Refuse what must never reach a backend: missing or unreadable files, a rank above what
-    the server was started with, NaN/inf weights. Returns the adapter config."""
+    the server was started with, NaN/inf weights, tensors shaped for another base model (given
+    `base_model_dir`). Returns the adapter config."""
     path = Path(adapter_dir)
     if not path.is_dir():
         raise InvalidAdapterError(f"{path} is not a directory")
@@ -195,11 +198,33 @@ def validate_adapter_dir(adapter_dir: Path, *, max_rank: int | None = None) -> d
     ranks = [config.get("r") or 0, *(config.get("rank_pattern") or {}).values()]
     if max_rank is not None and max(ranks) > max_rank:
         raise InvalidAdapterError(f"{path} has LoRA rank {max(ranks)} > the maximum {max_rank}")
-    _check_weights(path / "adapter_model.safetensors")
+    tensors = _check_weights(path / "adapter_model.safetensors")
+    if base_model_dir is not None:
+        _check_fits_base(tensors, Path(base_model_dir), path)
     return config
 
 
-def _check_weights(weights: Path) -> None:
+def _check_fits_base(tensors: dict, base_model_dir: Path, path: Path) -> None:
+    """Every LoRA factor's outer dimension must be one of the base model's layer widths."""
+    cfg = json.loads((base_model_dir / "config.json").read_text())
+    heads = cfg.get("num_attention_heads") or 1
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    widths = {
+        cfg["hidden_size"],
+        cfg.get("intermediate_size"),
+        heads * head_dim,
+        (cfg.get("num_key_value_heads") or heads) * head_dim,
+    }
+    for name, tensor in tensors.items():
+        outer = tensor.shape[1] if "lora_A" in name else tensor.shape[0]
+        if ("lora_A" in name or "lora_B" in name) and outer not in widths:
+            raise InvalidAdapterError(
+                f"{path} was trained on another base model: {name} has width {outer}, "
+                f"{base_model_dir.name} has layer widths {sorted(w for w in widths if w)}"
+            )
+
+
+def _check_weights(weights: Path) -> dict:
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -213,6 +238,7 @@ def _check_weights(weights: Path) -> None:
     bad = [name for name, t in tensors.items() if not bool(torch.isfinite(t).all())]
     if bad:
         raise InvalidAdapterError(f"{weights} has NaN/inf in {len(bad)} tensors, e.g. {bad[0]}")
+    return tensors
 
 
 def check_base_model(manifest: dict[str, Any], expected_sha256: str | None) -> None:

