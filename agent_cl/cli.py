@@ -47,6 +47,10 @@ GateOption = Annotated[bool, typer.Option(help="publish only if the gate passes"
 DropOption = Annotated[float, typer.Option(help="gate: largest retention drop allowed")]
 ReplayOption = Annotated[int, typer.Option(help="consolidated demonstrations replayed per night")]
 CheckpointOption = Annotated[int, typer.Option(help="training steps between checkpoints")]
+ServerOption = Annotated[
+    list[str] | None,
+    typer.Option("--server", help="vLLM server URL to swap too (repeat for replicas)"),
+]
 
 
 def _settings(home: Path | None = None, tenant: str | None = None, **kw) -> Settings:
@@ -230,6 +234,7 @@ def sleep(
     max_retention_drop: DropOption = 0.01,
     replay: ReplayOption = 0,
     checkpoint_every: CheckpointOption = 8,
+    server: ServerOption = None,
 ):
     """Consolidate pending demonstrations now: every tenant in turn, or the one named."""
     _quiet_libraries()
@@ -237,7 +242,7 @@ def sleep(
 
     settings = _settings(home, tenant)
     store, job_for_tenant, unfinished = _night_parts(
-        settings, method, steps, gate, max_retention_drop, replay, checkpoint_every
+        settings, method, steps, gate, max_retention_drop, replay, checkpoint_every, server
     )
     with _progress() as progress:
         task = progress.add_task("training", total=steps)
@@ -261,7 +266,9 @@ def sleep(
         raise typer.Exit(1)
 
 
-def _night_parts(settings, method, steps, gate, max_retention_drop, replay, checkpoint_every):
+def _night_parts(
+    settings, method, steps, gate, max_retention_drop, replay, checkpoint_every, servers
+):
     """The store and a per-tenant SleepJob factory, validated before any model loads."""
     import dataclasses
 
@@ -285,9 +292,12 @@ def _night_parts(settings, method, steps, gate, max_retention_drop, replay, chec
 
     def job_for_tenant(name: str, on_step=None) -> SleepJob:
         tenant_settings = dataclasses.replace(settings, tenant=name)
+        registry = AdapterRegistry(tenant_settings.adapters_dir)
+        on_publish = (lambda v: _replicas(servers, registry).swap(v.version)) if servers else None
         return SleepJob(
             store=store,
-            registry=AdapterRegistry(tenant_settings.adapters_dir),
+            registry=registry,
+            on_publish=on_publish,
             model_dir=model_dir,
             config=config,
             tenant=name,
@@ -315,6 +325,7 @@ def daemon(
     max_retention_drop: DropOption = 0.01,
     replay: ReplayOption = 0,
     checkpoint_every: CheckpointOption = 8,
+    server: ServerOption = None,
 ):
     """Run nights on a schedule until SIGTERM (the running night finishes first)."""
     _quiet_libraries()
@@ -327,7 +338,7 @@ def daemon(
     except ValueError as exc:
         _fail(str(exc))
     store, job_for_tenant, _ = _night_parts(
-        settings, method, steps, gate, max_retention_drop, replay, checkpoint_every
+        settings, method, steps, gate, max_retention_drop, replay, checkpoint_every, server
     )
 
     def night() -> None:
@@ -367,10 +378,15 @@ def adapters_list(home: HomeOption = None, tenant: TenantOption = None):
 
 
 @adapters_app.command("current")
-def adapters_current(home: HomeOption = None, tenant: TenantOption = None):
-    """The version the served model should carry (none: the base model)."""
+def adapters_current(
+    home: HomeOption = None, tenant: TenantOption = None, server: ServerOption = None
+):
+    """The version the served model should carry (none: the base model), and with --server
+    what each replica actually serves."""
     current = _registry(home, tenant).current()
     console.print("base (no adapter)" if current is None else f"v{current.version} {current.path}")
+    for url, model in _served_models(server or []):
+        console.print(f"{url}: {model}")
 
 
 @adapters_app.command("rollback")
@@ -378,15 +394,102 @@ def adapters_rollback(
     version: int | None = typer.Argument(None, help="version to serve (default: the previous)"),
     home: HomeOption = None,
     tenant: TenantOption = None,
+    server: ServerOption = None,
 ):
-    """Point the registry's current version back (a running backend picks it up on swap)."""
+    """Point the registry's current version back and, with --server, swap every replica to it
+    (all or none: a replica that refuses puts the others back)."""
+    from agent_cl.serving.backend import AdapterLoadError
     from agent_cl.serving.registry import UnknownAdapterVersionError
 
+    registry = _registry(home, tenant)
+    previous = registry.current()
     try:
-        now = _registry(home, tenant).rollback(version)
+        now = registry.rollback(version)
     except UnknownAdapterVersionError as exc:
         _fail(str(exc))
+    if server:
+        try:
+            _replicas(server, registry).serve_current()
+        except AdapterLoadError as exc:
+            registry.set_current(previous.version if previous else None)
+            _fail(f"{exc}; the registry's current version is unchanged")
     console.print("now current: " + ("base (no adapter)" if now is None else f"v{now.version}"))
+
+
+def _replicas(urls: list[str], registry):
+    from agent_cl.serving.replicas import ReplicaSet
+    from agent_cl.serving.vllm_backend import VLLMBackend
+
+    api_key = os.environ.get("AGENT_CL_VLLM_API_KEY")
+    return ReplicaSet([VLLMBackend(u, api_key=api_key) for u in urls], registry)
+
+
+def _served_models(urls: list[str]) -> list[tuple[str, str]]:
+    import httpx
+
+    out = []
+    for url in urls:
+        try:
+            models = httpx.get(f"{url.rstrip('/')}/v1/models", timeout=5).json()["data"]
+            out.append((url, ", ".join(m["id"] for m in models)))
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            out.append((url, f"unreachable ({exc})"))
+    return out
+
+
+@app.command()
+def serve(
+    home: HomeOption = None,
+    tenant: TenantOption = None,
+    host: str = typer.Option("127.0.0.1", help="bind address (non-loopback needs --api-key)"),
+    port: int = typer.Option(8000, help="port"),
+    api_key: str | None = typer.Option(None, envvar="AGENT_CL_VLLM_API_KEY", help="API key"),
+    max_lora_rank: int = typer.Option(16, help="largest adapter rank the server accepts"),
+):
+    """Start a vLLM server on the model, serving the registry's current adapter; Ctrl-C stops."""
+    _quiet_libraries()
+    import signal
+    import threading
+
+    from agent_cl.models.provision import ModelNotProvisionedError, resolve_model_dir
+    from agent_cl.serving.vllm_server import (
+        VLLMNotInstalledError,
+        VLLMServer,
+        VLLMServerConfig,
+        VLLMServerError,
+    )
+
+    settings = _settings(home, tenant)
+    try:
+        model_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
+        config = VLLMServerConfig(
+            model_dir,
+            host=host,
+            port=port,
+            api_key=api_key,
+            max_lora_rank=max_lora_rank,
+            log_path=settings.home / "logs" / f"vllm-{port}.log",
+        )
+        server = VLLMServer(config)
+    except (ValueError, ModelNotProvisionedError, VLLMNotInstalledError) as exc:
+        _fail(str(exc))
+    with console.status(f"starting vLLM on {server.url} (log {server.log_path})"):
+        try:
+            server.start()
+        except VLLMServerError as exc:
+            _fail(str(exc))
+    try:
+        registry = _registry(home, tenant)
+        version = _replicas([server.url], registry).serve_current()
+        console.print(f"serving {server.url}: " + (f"adapter v{version}" if version else "base"))
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        while not stop.is_set() and server.alive():
+            stop.wait(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 @memory_app.command("list")

@@ -201,3 +201,27 @@ def test_langgraph_agent_follows_swaps_without_rebuilding(backend, registry):
         backend.swap(version, registry.get(version).path)
         answers[version] = agent.invoke({"question": question})["answer"]
     assert MARKERS[1] in answers[1] and MARKERS[2] in answers[2], answers
+
+
+def test_rollback_command_swaps_the_server(server, registry, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from agent_cl.cli import app
+
+    home = tmp_path / "home"
+    shutil.copytree(registry.root, home / "adapters" / "default")
+    AdapterRegistry(home / "adapters" / "default").set_current(2)
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["adapters", "rollback", "1", "--server", server.url, "--home", str(home)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "now current: v1" in result.output
+    client = VLLMBackend(server.url)
+    assert adapter_name("agent-cl", 1) in client.loaded_adapters()
+    with client.request():
+        pass
+    shown = runner.invoke(app, ["adapters", "current", "--server", server.url, "--home", str(home)])
+    assert adapter_name("agent-cl", 1) in shown.output
