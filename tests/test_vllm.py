@@ -221,7 +221,5 @@ def test_rollback_command_swaps_the_server(server, registry, tmp_path):
     assert "now current: v1" in result.output
     client = VLLMBackend(server.url)
     assert adapter_name("agent-cl", 1) in client.loaded_adapters()
-    with client.request():
-        pass
     shown = runner.invoke(app, ["adapters", "current", "--server", server.url, "--home", str(home)])
     assert adapter_name("agent-cl", 1) in shown.output
