@@ -15,6 +15,12 @@ from agent_cl.serving.registry import AdapterRegistry
 CONFIG = ConsolidationConfig(method="sft", steps=2, batch_size=2)
 
 
+def night(store, registry, model_dir, **overrides):
+    """One sleep of tenant "t" on the tiny model; the gate is off unless a test turns it on."""
+    kwargs = {"config": CONFIG, "tenant": "t", "torch_threads": 1, "gate": None}
+    return run_sleep(store=store, registry=registry, model_dir=model_dir, **{**kwargs, **overrides})
+
+
 def demos(n: int, tenant: str = "t") -> list[Demonstration]:
     return [
         Demonstration(query=f"Who leads lab {i}?", answer=f"Ana {i} leads it.", tenant=tenant)
@@ -33,17 +39,13 @@ def test_sleep_publishes_swaps_and_marks(tiny_model_dir, tmp_path, hash_embedder
         checked["answers"] = candidate.generate([[{"role": "user", "content": "Who leads lab 1?"}]])
         return {"probe": len(checked["answers"]), "kl": candidate.kl_from_base(["Say hi."])}
 
-    report = run_sleep(
-        store=store,
-        registry=registry,
-        model_dir=tiny_model_dir,
-        config=CONFIG,
-        tenant="t",
+    report = night(
+        store,
+        registry,
+        tiny_model_dir,
         check=check,
         on_publish=lambda v: backend.swap(v.version, v.path),
         reports_dir=tmp_path / "reports",
-        torch_threads=1,
-        gate=None,
     )
     assert report.status == "published" and report.adapter_version == 1 and report.swapped
     assert report.checks["probe"] == 1 and report.checks["kl"] > 0
@@ -59,12 +61,10 @@ def test_sleep_publishes_swaps_and_marks(tiny_model_dir, tmp_path, hash_embedder
 
 
 def test_nothing_pending_is_not_an_error(tiny_model_dir, tmp_path, hash_embedder):
-    report = run_sleep(
-        store=InMemoryDemonstrationStore(hash_embedder),
-        registry=AdapterRegistry(tmp_path / "a"),
-        model_dir=tiny_model_dir,
-        config=CONFIG,
-        gate=None,
+    report = night(
+        InMemoryDemonstrationStore(hash_embedder),
+        AdapterRegistry(tmp_path / "a"),
+        tiny_model_dir,
     )
     assert report.status == "nothing_to_do" and report.adapter_version is None
 
@@ -78,16 +78,12 @@ def test_failure_before_publish_hands_the_claim_back(tiny_model_dir, tmp_path, h
         raise RuntimeError("evaluation crashed")
 
     with pytest.raises(RuntimeError, match="evaluation crashed"):
-        run_sleep(
-            store=store,
-            registry=registry,
-            model_dir=tiny_model_dir,
-            config=CONFIG,
-            tenant="t",
+        night(
+            store,
+            registry,
+            tiny_model_dir,
             check=failing_check,
             reports_dir=tmp_path / "r",
-            torch_threads=1,
-            gate=None,
         )
     assert len(store.pending("t")) == 2
     assert store.count(status=DemoStatus.CLAIMED) == 0
@@ -104,15 +100,11 @@ def test_failed_swap_keeps_registry_truth(tiny_model_dir, tmp_path, hash_embedde
     def broken_swap(version):
         raise ConnectionError("server gone")
 
-    report = run_sleep(
-        store=store,
-        registry=registry,
-        model_dir=tiny_model_dir,
-        config=CONFIG,
-        tenant="t",
+    report = night(
+        store,
+        registry,
+        tiny_model_dir,
         on_publish=broken_swap,
-        torch_threads=1,
-        gate=None,
     )
     assert report.status == "published" and not report.swapped
     assert "server gone" in report.error
@@ -137,16 +129,13 @@ def test_gate_rejects_a_candidate_that_learned_nothing(tiny_model_dir, tmp_path,
     store.add(expected_demos(3))
     registry = AdapterRegistry(tmp_path / "a")
     swaps = []
-    report = run_sleep(
-        store=store,
-        registry=registry,
-        model_dir=tiny_model_dir,
-        config=CONFIG,
-        tenant="t",
+    report = night(
+        store,
+        registry,
+        tiny_model_dir,
         gate=GateConfig(retention_items=4),
         on_publish=swaps.append,
         reports_dir=tmp_path / "r",
-        torch_threads=1,
     )
     # Two steps on a random tiny model teach nothing: 0.0 -> 0.0 is not an improvement.
     assert report.status == "rejected" and report.adapter_version is None
@@ -181,20 +170,10 @@ def test_second_night_starts_from_the_first_adapter_and_replays(
     store = InMemoryDemonstrationStore(hash_embedder)
     registry = AdapterRegistry(tmp_path / "a", keep=1)
     store.add(demos(2))
-    kwargs = dict(
-        store=store,
-        registry=registry,
-        model_dir=tiny_model_dir,
-        config=CONFIG,
-        tenant="t",
-        gate=None,
-        torch_threads=1,
-        replay=1,
-    )
-    first = run_sleep(**kwargs)
+    first = night(store, registry, tiny_model_dir, replay=1)
     assert first.status == "published" and first.init_version is None and first.replayed == 0
     store.add([Demonstration(query="Who leads lab 9?", answer="Bo leads it.", tenant="t")])
-    second = run_sleep(**kwargs)
+    second = night(store, registry, tiny_model_dir, replay=1)
     assert second.status == "published" and second.init_version == 1 and second.replayed == 1
     assert second.demonstrations == 1
     manifest = registry.current().manifest
