@@ -47,9 +47,9 @@ def table(summary: dict) -> str:
         f"retention {base['retention']:.3f} ({base['n_retention']} items), "
         f"{base['n_held_out']} held-out questions.",
         "",
-        "| method | seeds | new skill (no context) | retention | KL from base | leaks | s/step "
-        "| peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | steps x batch | seeds | new skill (no context) | retention | KL from base "
+        "| leaks | s/step | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, m in summary["means"].items():
         new = f"{m['new_skill_acc']:.3f}"
@@ -57,8 +57,10 @@ def table(summary: dict) -> str:
         if m["seeds"] > 1:
             new += f" ± {m['new_skill_acc_sd']:.3f}"
             ret += f" ± {m['retention_sd']:.3f}"
+        cfg = next(r["config"] for r in summary["runs"] if r["label"] == label)
         lines.append(
-            f"| {label} | {m['seeds']} | {new} | {ret} | {m['kl_from_base']:.3f} | "
+            f"| {label} | {cfg['steps']} x {cfg['batch_size']} | {m['seeds']} | {new} | {ret} | "
+            f"{m['kl_from_base']:.3f} | "
             f"{m['leaks']:.0f} | {m['seconds_per_step']:.2f} | {m['peak_rss_mb']:.0f} |"
         )
     return "\n".join(lines) + "\n"
