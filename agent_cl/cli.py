@@ -277,7 +277,11 @@ def _night_parts(
     from agent_cl.consolidation.scheduler import unfinished_tenants
     from agent_cl.consolidation.sleep import SleepJob
     from agent_cl.memory.chroma import ChromaDemonstrationStore
-    from agent_cl.models.provision import ModelNotProvisionedError, resolve_model_dir
+    from agent_cl.models.provision import (
+        ModelNotProvisionedError,
+        read_manifest,
+        resolve_model_dir,
+    )
     from agent_cl.serving.registry import AdapterRegistry
 
     try:
@@ -289,10 +293,15 @@ def _night_parts(
     except (ValueError, ModelNotProvisionedError) as exc:
         _fail(str(exc))
     store = ChromaDemonstrationStore.open(settings.store_dir)
+    base_sha = (read_manifest(model_dir) or {}).get("weights_sha256")
 
     def job_for_tenant(name: str, on_step=None) -> SleepJob:
         tenant_settings = dataclasses.replace(settings, tenant=name)
-        registry = AdapterRegistry(tenant_settings.adapters_dir)
+        # Validated on publish: rank within what `agent-cl serve` starts vLLM with, trained on
+        # this base model; the last 10 versions stay on disk for rollback.
+        registry = AdapterRegistry(
+            tenant_settings.adapters_dir, max_rank=16, base_model_sha256=base_sha, keep=10
+        )
         on_publish = (lambda v: _replicas(servers, registry).swap(v.version)) if servers else None
         return SleepJob(
             store=store,
@@ -414,6 +423,42 @@ def adapters_rollback(
             registry.set_current(previous.version if previous else None)
             _fail(f"{exc}; the registry's current version is unchanged")
     console.print("now current: " + ("base (no adapter)" if now is None else f"v{now.version}"))
+
+
+@adapters_app.command("merge")
+def adapters_merge(
+    out: Path = typer.Option(..., "--out", help="directory for the merged model (new)"),
+    version: int | None = typer.Argument(None, help="version to fold in (default: current)"),
+    home: HomeOption = None,
+    tenant: TenantOption = None,
+):
+    """Fold an adapter into the base weights as a new model directory; serve it as the base
+    with AGENT_CL_MODEL_DIR=OUT (its registry starts empty: old adapters belong to the old
+    base and are refused on the new one)."""
+    _quiet_libraries()
+    from agent_cl.models.merge import merge_adapter
+    from agent_cl.models.provision import ModelNotProvisionedError, resolve_model_dir
+    from agent_cl.serving.registry import InvalidAdapterError, UnknownAdapterVersionError
+
+    settings = _settings(home, tenant)
+    registry = _registry(home, tenant)
+    try:
+        chosen = registry.get(version) if version is not None else registry.current()
+        if chosen is None:
+            _fail("no current adapter to merge; name a version")
+        model_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
+        with console.status(f"merging v{chosen.version} into {model_dir.name}"):
+            merged = merge_adapter(model_dir, chosen.path, out)
+    except (
+        UnknownAdapterVersionError,
+        ModelNotProvisionedError,
+        InvalidAdapterError,
+        FileExistsError,
+    ) as exc:
+        _fail(str(exc))
+    console.print(
+        f"merged v{chosen.version} -> {merged}; serve it with AGENT_CL_MODEL_DIR={merged}"
+    )
 
 
 def _replicas(urls: list[str], registry):
