@@ -162,10 +162,11 @@ class VLLMBackend:
         temperature: float = 0.0,
     ) -> dict[str, Any]:
         """One streamed request; returns its text, the model name that answered, the finish
-        reason and the version pinned at its start."""
+        reason, the completion token count and the version pinned at its start."""
         with self.request() as (name, version):
             body = self._chat_body(name, conversation, max_new_tokens, temperature, stream=True)
-            pieces, model, finish = [], None, None
+            body["stream_options"] = {"include_usage": True}
+            pieces, model, finish, tokens = [], None, None, None
             with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
                 response.raise_for_status()
                 for line in response.iter_lines():
@@ -173,10 +174,18 @@ class VLLMBackend:
                         continue
                     chunk = json.loads(line[len("data: ") :])
                     model = chunk.get("model", model)
+                    if chunk.get("usage"):
+                        tokens = chunk["usage"].get("completion_tokens")
                     for choice in chunk.get("choices", []):
                         pieces.append(choice.get("delta", {}).get("content") or "")
                         finish = choice.get("finish_reason") or finish
-        return {"text": "".join(pieces), "model": model, "finish": finish, "version": version}
+        return {
+            "text": "".join(pieces),
+            "model": model,
+            "finish": finish,
+            "tokens": tokens,
+            "version": version,
+        }
 
     def _chat_body(self, name, conversation, max_new_tokens, temperature, *, stream) -> dict:
         return {
