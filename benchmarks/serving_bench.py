@@ -26,23 +26,29 @@ PROMPTS = [
 
 
 def throughput(backend, n: int, clients: int, max_tokens: int) -> dict:
-    """Completion tokens per second over n streamed requests from `clients` threads."""
+    """Completion tokens (server-counted) per second over n streamed requests."""
     failed = 0
 
     def one(i):
         nonlocal failed
         try:
             r = backend.stream(PROMPTS[i % len(PROMPTS)], max_new_tokens=max_tokens)
-            return len(r["text"].split())
+            return r["tokens"] or 0
         except Exception:
             failed += 1
             return 0
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        words = sum(pool.map(one, range(n)))
+        tokens = sum(pool.map(one, range(n)))
     seconds = time.perf_counter() - t0
-    return {"requests": n, "seconds": seconds, "words_per_s": words / seconds, "failed": failed}
+    return {
+        "requests": n,
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds,
+        "requests_per_s": n / seconds,
+        "failed": failed,
+    }
 
 
 def main() -> None:
@@ -88,12 +94,13 @@ def main() -> None:
         workers = [threading.Thread(target=load) for _ in range(4)]
         for w in workers:
             w.start()
-        latencies = []
+        latencies, swap_calls = [], []
         for k in range(swaps):
             version = 2 if k % 2 == 0 else 1
             t0 = time.perf_counter()
             backend.swap(version, registry.get(version).path)
-            while backend.stream(QUESTION, max_new_tokens=4)["model"] != adapter_name(
+            swap_calls.append(time.perf_counter() - t0)
+            while backend.stream(QUESTION, max_new_tokens=1)["model"] != adapter_name(
                 "agent-cl", version
             ):
                 pass
@@ -107,6 +114,7 @@ def main() -> None:
             "p50": statistics.median(latencies),
             "p95": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
             "n": len(latencies),
+            "swap_call_p50": statistics.median(swap_calls),
         }
         result["failed_requests_during_swaps"] = len(failures)
 
@@ -121,11 +129,13 @@ def main() -> None:
         trainer.kill()
         trainer.wait()
         result["training_overlapped"] = training_was_running
-        idle = result["throughput_adapter"]["words_per_s"]
+        idle = result["throughput_adapter"]["tokens_per_s"]
         result["throughput_ratio_training_vs_idle"] = (
-            result["throughput_during_training"]["words_per_s"] / idle
+            result["throughput_during_training"]["tokens_per_s"] / idle
         )
-        result["throughput_ratio_adapter_vs_base"] = idle / result["throughput_base"]["words_per_s"]
+        result["throughput_ratio_adapter_vs_base"] = (
+            idle / result["throughput_base"]["tokens_per_s"]
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
