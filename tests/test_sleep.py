@@ -11,6 +11,7 @@ from agent_cl.memory.inmemory import InMemoryDemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus
 from agent_cl.serving.local_backend import LocalBackend
 from agent_cl.serving.registry import AdapterRegistry
+from tests.sleep_worker import seed_demonstrations
 
 CONFIG = ConsolidationConfig(method="sft", steps=2, batch_size=2)
 
@@ -112,21 +113,9 @@ def test_failed_swap_keeps_registry_truth(tiny_model_dir, tmp_path, hash_embedde
     assert store.count(status=DemoStatus.CONSOLIDATED) == 2
 
 
-def expected_demos(n: int, tenant: str = "t") -> list[Demonstration]:
-    return [
-        Demonstration(
-            query=f"Who leads lab {i}?",
-            answer=f"Ana Vel{i} leads it.",
-            tenant=tenant,
-            metadata={"expected": f"Ana Vel{i}"},
-        )
-        for i in range(n)
-    ]
-
-
 def test_gate_rejects_a_candidate_that_learned_nothing(tiny_model_dir, tmp_path, hash_embedder):
     store = InMemoryDemonstrationStore(hash_embedder)
-    store.add(expected_demos(3))
+    store.add(seed_demonstrations())  # three, each with its expected answer
     registry = AdapterRegistry(tmp_path / "a")
     swaps = []
     report = night(
