@@ -147,7 +147,3 @@ class Gate:
             )
         )
         return GateDecision(passed, reason, before, after, asdict(cfg))
-
-
-def gate_scores_from_dict(data: dict[str, Any]) -> GateScores:
-    return GateScores(**data)

@@ -9,13 +9,13 @@ adapter). A finished run's journal is moved to `history/` so the next night star
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from agent_cl.durable import atomic_write_text
 
 
 class Stage(StrEnum):
@@ -77,7 +77,7 @@ class Journal:
             entry.stage = stage
             entry.stages.append((str(stage), time.time()))
         self.root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.path, json.dumps(entry.to_dict(), indent=2))
+        atomic_write_text(self.path, json.dumps(entry.to_dict(), indent=2))
 
     def archive(self, entry: JournalEntry) -> Path:
         """Move the finished run's journal to history/ and drop its scratch files."""
@@ -86,25 +86,7 @@ class Journal:
         history = self.root / "history"
         history.mkdir(parents=True, exist_ok=True)
         target = history / f"{entry.run_id}.json"
-        _atomic_write(target, json.dumps(entry.to_dict(), indent=2))
+        atomic_write_text(target, json.dumps(entry.to_dict(), indent=2))
         self.path.unlink(missing_ok=True)
         shutil.rmtree(self.run_dir(entry.run_id), ignore_errors=True)
         return target
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

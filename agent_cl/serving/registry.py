@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent_cl.durable import atomic_write_text, fsync_path
 from agent_cl.faults import fault_point
 
 _VERSION_DIR = re.compile(r"^v(\d{4,})$")
@@ -106,7 +107,7 @@ class AdapterRegistry:
             _fsync_dir_files(tmp)
             fault_point("publish_copy")
             os.replace(tmp, self._dir(version))
-            _fsync_path(self.root)
+            fsync_path(self.root)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -146,13 +147,7 @@ class AdapterRegistry:
         if version is not None:
             self.get(version)
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".current-", dir=self.root)
-        with os.fdopen(fd, "w") as fh:
-            fh.write("" if version is None else str(version))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.root / CURRENT_FILE)
-        _fsync_path(self.root)
+        atomic_write_text(self.root / CURRENT_FILE, "" if version is None else str(version))
 
     def rollback(self, version: int | None = None) -> AdapterVersion | None:
         """Make `version` current, or by default the version before the current one."""
@@ -251,16 +246,8 @@ def check_base_model(manifest: dict[str, Any], expected_sha256: str | None) -> N
         )
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_dir_files(root: Path) -> None:
     for item in root.iterdir():
         if item.is_file():
-            _fsync_path(item)
-    _fsync_path(root)
+            fsync_path(item)
+    fsync_path(root)
