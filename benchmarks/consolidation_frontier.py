@@ -1,14 +1,18 @@
-"""The learn/retain frontier: every consolidation recipe on the same data, model and budget.
+"""The learn/retain frontier: consolidation recipes on the same data, model and budget.
 
-For each method (and seed) a fresh process trains a LoRA adapter on the facts suite's
-demonstrations, then scores the candidate without any context: new-skill accuracy on held-out
-paraphrases, retention on the frozen 152-item set, mean per-token KL from the base on 50 general
-prompts, leaks (invented answers showing up in general answers), wall time and peak RSS.
-One process per run keeps peak RSS honest and runs from interfering.
+For each run a fresh process trains a LoRA adapter on the facts suite's demonstrations, then
+scores the candidate with nothing in context: new-skill accuracy on held-out paraphrases,
+retention on the frozen fixture (robust set, full set, per kind), mean per-token KL from the
+base on open prompts, leaks (invented answers showing up in general answers), wall time and
+peak RSS. One process per run keeps peak RSS honest and runs from interfering.
 
-    python benchmarks/consolidation_frontier.py --quick              # 16 facts, 32 steps
+    python benchmarks/consolidation_frontier.py --quick                  # 16 facts, 32 steps
     python benchmarks/consolidation_frontier.py --methods sft,sft_kl --seeds 0,1
-Writes JSON (one object: baseline + runs + per-method means) and a PNG scatter plot.
+    python benchmarks/consolidation_frontier.py --grid grid.json --parallel 12 \\
+        --set device=cuda --set dtype=float32 --pool            # a sweep on one GPU
+A grid is a JSON list of runs: {"label", "method", "seed", "steps", "lr", "batch_size",
+"set": {config overrides}, "then": {overrides for a second phase from the first's adapter}}.
+Writes JSON (baseline + runs + per-label means) and a PNG scatter plot.
 """
 
 from __future__ import annotations
@@ -20,10 +24,20 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_METHODS = "sft_name,sft,sft_replay,sft_kl,sdft,sdft_sft,sdft_sft_kl,gkd,sdft_warm"
+DEFAULT_METHODS = "sft,sft_kl,sdft"
+MEAN_KEYS = (
+    "new_skill_acc",
+    "retention",
+    "retention_full",
+    "kl_from_base",
+    "leaks",
+    "seconds_per_step",
+    "peak_rss_mb",
+)
 
 
 def skill_suite(skill: str, n: int, seed: int):
@@ -59,64 +73,113 @@ def skill_suite(skill: str, n: int, seed: int):
     raise SystemExit(f"unknown skill {skill!r}")
 
 
-def run_one(args) -> dict:
-    import torch
-
+def model_dir():
     from agent_cl.config import Settings
-    from agent_cl.consolidation.config import ConsolidationConfig
-    from agent_cl.consolidation.trainer import ConsolidationTrainer, peak_rss_mb
-    from agent_cl.evals.retention import KL_PROMPTS, load_retention_set, score
-    from agent_cl.models.chat import task_message
     from agent_cl.models.provision import provision_embedded_model
 
     settings = Settings.load()
-    model_dir = provision_embedded_model(settings.models_dir).path
+    if settings.model_dir is not None:
+        return settings, settings.model_dir
+    return settings, provision_embedded_model(settings.models_dir).path
+
+
+def retention_scores(generate, *, pool: bool) -> dict:
+    """Robust and full retention, per kind, and (with `pool`) per-item results on the whole
+    candidate pool so a later fixture can rescore the run without rerunning it."""
+    from agent_cl.models.chat import task_message
+    from agent_cl.scoring.retention import candidate_pool, kind_scores, load_retention_set, score
+
+    full = load_retention_set(subset="full")
+    robust_ids = {i.item_id for i in load_retention_set(subset="robust")}
+    items = list(full)
+    if pool:
+        known = {i.item_id for i in full}
+        items += [i for i in candidate_pool() if i.item_id not in known]
+    answers = generate([[{"role": "user", "content": task_message(i.prompt)}] for i in items])
+    by_id = dict(zip((i.item_id for i in items), answers, strict=True))
+    robust = [i for i in full if i.item_id in robust_ids]
+    out = {
+        "retention": score(robust, [by_id[i.item_id] for i in robust]),
+        "retention_full": score(full, [by_id[i.item_id] for i in full]),
+        "retention_kinds": kind_scores(robust, [by_id[i.item_id] for i in robust]),
+        "n_retention": len(robust),
+        "n_retention_full": len(full),
+        "retention_failures": {
+            i.item_id: by_id[i.item_id] for i in robust if not i.is_correct(by_id[i.item_id])
+        },
+        "_answers": answers,
+    }
+    if pool:
+        out["pool_correct"] = {
+            i.item_id: i.is_correct(a) for i, a in zip(items, answers, strict=True)
+        }
+    return out
+
+
+def run_one(args) -> dict:
+    import torch
+
+    from agent_cl.consolidation.config import ConsolidationConfig
+    from agent_cl.consolidation.trainer import ConsolidationTrainer, peak_rss_mb
+    from agent_cl.scoring.retention import load_kl_prompts
+
+    settings, path = model_dir()
     torch.manual_seed(args.seed)
     demos, held_out, invented = skill_suite(args.skill, args.facts, args.data_seed)
+    exclude = [q for q, _, _ in held_out]
+    overrides = _overrides(args.set)
     config = ConsolidationConfig(
         method=args.method,
         steps=args.steps,
         batch_size=args.batch_size,
         seed=args.seed,
         learning_rate=args.lr,
-        **_overrides(args.set),
+        **overrides,
     )
-    trainer = ConsolidationTrainer(model_dir, config, torch_threads=settings.torch_threads)
+    work = Path(args.work) / f"{args.label or args.method}-{args.seed}-{os.getpid()}"
+    trainer = ConsolidationTrainer(path, config, torch_threads=settings.torch_threads)
     t0 = time.perf_counter()
-    result = trainer.train(demos, Path(args.work) / f"{args.method}-{args.seed}")
+    result = trainer.train(demos, work / "phase1", exclude_questions=exclude)
+    phases = [result]
+    if args.then:
+        second = {**config.to_dict(), **overrides, **_overrides(args.then)}
+        config = ConsolidationConfig(**second)
+        trainer = ConsolidationTrainer(
+            path, config, torch_threads=settings.torch_threads, init_adapter=work / "phase1"
+        )
+        phases.append(trainer.train(demos, work / "phase2", exclude_questions=exclude))
     train_seconds = time.perf_counter() - t0
     answers = trainer.generate([[{"role": "user", "content": q}] for q, _, _ in held_out])
     new_skill = sum(ok(a) for (_, _, ok), a in zip(held_out, answers, strict=True)) / len(held_out)
-    retention_items = load_retention_set()
-    retention_answers = trainer.generate(
-        [[{"role": "user", "content": task_message(i.prompt)}] for i in retention_items]
-    )
-    kl_answers = trainer.generate([[{"role": "user", "content": p}] for p in KL_PROMPTS])
+    kept = retention_scores(trainer.generate, pool=args.pool)
+    kl_prompts = list(load_kl_prompts())
+    kl_answers = trainer.generate([[{"role": "user", "content": p}] for p in kl_prompts])
     leaks = sum(
-        any(name.lower() in a.lower() for name in invented) for a in retention_answers + kl_answers
+        any(name.lower() in a.lower() for name in invented)
+        for a in kept.pop("_answers") + kl_answers
     )
-    history = result.history
+    history = [h for phase in phases for h in phase.history]
+    steps = sum(p.steps for p in phases)
     return {
         "method": args.method,
+        "label": args.label or args.method,
         "seed": args.seed,
         "skill": args.skill,
         "new_skill_acc": new_skill,
-        "retention": score(retention_items, retention_answers),
-        "kl_from_base": trainer.kl_from_base(list(KL_PROMPTS)),
+        **kept,
+        "kl_from_base": trainer.kl_from_base(kl_prompts),
         "leaks": leaks,
+        "augmented": sum(p.augmented for p in phases),
         "train_seconds": train_seconds,
-        "seconds_per_step": result.seconds_per_step,
+        "steps_total": steps,
+        "seconds_per_step": sum(p.seconds for p in phases) / max(steps, 1),
         "sample_seconds_per_step": statistics.mean(h.sample_seconds for h in history),
         "peak_rss_mb": peak_rss_mb(),
         "final_terms": history[-1].terms if history else {},
         "samples_with_answer_last": history[-1].samples_with_answer if history else None,
         "config": config.to_dict(),
+        "then": _overrides(args.then) if args.then else None,
         "example_answers": answers[:3],
-        "retention_failures": {
-            item.item_id: answer
-            for item, answer in zip(retention_items, retention_answers, strict=True)
-            if not item.is_correct(answer)
-        },
     }
 
 
@@ -133,40 +196,48 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def baseline(args) -> dict:
-    from agent_cl.config import Settings
-    from agent_cl.evals.retention import load_retention_set, score
+    from agent_cl.consolidation.config import ConsolidationConfig
+    from agent_cl.consolidation.trainer import resolve_device
     from agent_cl.models.chat import (
         generate_batch,
         load_causal_lm,
         load_tokenizer,
         set_torch_threads,
     )
-    from agent_cl.models.provision import provision_embedded_model
 
-    settings = Settings.load()
+    settings, path = model_dir()
     set_torch_threads(settings.torch_threads)
-    model_dir = provision_embedded_model(settings.models_dir).path
-    tok, lm = load_tokenizer(model_dir), load_causal_lm(model_dir)
+    cfg = ConsolidationConfig(
+        **{k: v for k, v in _overrides(args.set).items() if k in ("device", "dtype")}
+    )
+    device, dtype = resolve_device(cfg.device, cfg.dtype)
+    tok, lm = load_tokenizer(path), load_causal_lm(path, dtype=dtype).to(device)
+    batch = 64 if device.type == "cuda" else 16
+
+    def generate(convs):
+        return generate_batch(lm, tok, convs, batch_size=batch)
+
     _, held_out, _ = skill_suite(args.skill, args.facts, args.data_seed)
 
     def acc(with_context: bool) -> float:
         convs = [c if with_context else [{"role": "user", "content": q}] for q, c, _ in held_out]
-        outs = generate_batch(lm, tok, convs)
+        outs = generate(convs)
         return sum(ok(o) for (_, _, ok), o in zip(held_out, outs, strict=True)) / len(held_out)
 
-    items = load_retention_set()
-    outs = generate_batch(lm, tok, [[{"role": "user", "content": i.prompt}] for i in items])
+    kept = retention_scores(generate, pool=args.pool)
+    kept.pop("_answers")
     return {
         "before_acc": acc(False),
         "teacher_acc": acc(True),
-        "retention": score(items, outs),
+        **kept,
         "kl_from_base": 0.0,
         "n_held_out": len(held_out),
-        "n_retention": len(items),
     }
 
 
-def child(args, *extra: str) -> dict:
+def child(args, entry: dict | None = None, *extra: str) -> dict:
+    entry = entry or {}
+    sets = [*args.set, *(f"{k}={json.dumps(v)}" for k, v in entry.get("set", {}).items())]
     cmd = [
         sys.executable,
         __file__,
@@ -175,50 +246,89 @@ def child(args, *extra: str) -> dict:
         "--facts",
         str(args.facts),
         "--steps",
-        str(args.steps),
+        str(entry.get("steps", args.steps)),
         "--batch-size",
-        str(args.batch_size),
+        str(entry.get("batch_size", args.batch_size)),
         "--lr",
-        str(args.lr),
+        str(entry.get("lr", args.lr)),
         "--data-seed",
         str(args.data_seed),
         "--work",
         args.work,
-        *(f"--set={pair}" for pair in args.set),
+        *(f"--set={pair}" for pair in sets),
+        *(f"--then={k}={json.dumps(v)}" for k, v in (entry.get("then") or {}).items()),
+        *(["--pool"] if args.pool else []),
         *extra,
     ]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+    if entry:
+        cmd += ["--method", entry.get("method", "sft_kl"), "--seed", str(entry.get("seed", 0))]
+        cmd += ["--label", entry.get("label") or entry.get("method", "sft_kl")]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    if out.returncode != 0:
+        return {"error": out.stderr[-2000:], "entry": entry}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def plot(summary: dict, path: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print("no plot: matplotlib is missing (pip install -e '.[bench]')")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(8, 6))
     base = summary["baseline"]
     ax.axhline(base["teacher_acc"], color="grey", ls="--", lw=1, label="in-context teacher")
-    ax.axhline(0.9 * base["teacher_acc"], color="grey", ls=":", lw=1, label="90% of teacher")
-    ax.axvline(base["retention"] - 0.01, color="tab:red", ls=":", lw=1, label="retention -1 pt")
-    for method, m in summary["means"].items():
-        ax.scatter(m["retention"], m["new_skill_acc"], s=40)
+    ax.axhline(0.75, color="grey", ls=":", lw=1, label="bar: 0.75 new skill")
+    ax.axvline(base["retention"] - 0.03, color="tab:red", ls=":", lw=1, label="bar: -3 pts")
+    for label, m in summary["means"].items():
+        ax.scatter(m["retention"], m["new_skill_acc"], s=36)
         ax.annotate(
-            method,
+            label,
             (m["retention"], m["new_skill_acc"]),
-            fontsize=8,
+            fontsize=7,
             xytext=(4, 3),
             textcoords="offset points",
         )
-    ax.set_xlabel("retention (152 items the base answers correctly)")
+    ax.set_xlabel(f"robust retention ({base['n_retention']} items)")
     ax.set_ylabel("new-skill accuracy, no context (held-out paraphrases)")
-    ax.set_title(f"{summary['skill']}: {summary['facts']} items, {summary['steps']} steps")
+    ax.set_title(f"{summary['skill']}: {summary['facts']} items")
     ax.legend(loc="lower left", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+
+
+def run_grid(args, entries: list[dict], summary: dict, out: Path) -> None:
+    """Run grid entries `args.parallel` at a time; start none after `args.deadline` seconds."""
+    started = time.monotonic()
+
+    def launch(entry):
+        if args.deadline and time.monotonic() - started > args.deadline:
+            return {"skipped": "deadline", "entry": entry}
+        return child(args, entry)
+
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        futures = [pool.submit(launch, e) for e in entries]
+        for future in as_completed(futures):
+            run = future.result()
+            if "error" in run or "skipped" in run:
+                summary.setdefault("failed", []).append(run)
+                print(f"not run: {json.dumps(run)[:400]}", flush=True)
+                continue
+            summary["runs"].append(run)
+            print(
+                f"{run['label']:28s} seed {run['seed']}: new {run['new_skill_acc']:.3f} "
+                f"robust {run['retention']:.3f} full {run['retention_full']:.3f} "
+                f"kl {run['kl_from_base']:.3f} leaks {run['leaks']} aug {run['augmented']} "
+                f"{run['seconds_per_step']:.2f} s/step",
+                flush=True,
+            )
+            out.write_text(json.dumps(with_means(summary), indent=1))
 
 
 def main() -> None:
@@ -236,7 +346,12 @@ def main() -> None:
     parser.add_argument("--plot", default=None, help="PNG path (default: beside --out)")
     parser.add_argument("--work", default="/tmp/agent-cl-frontier")
     parser.add_argument("--set", action="append", default=[], help="config override key=value")
+    parser.add_argument("--then", action="append", default=[], help="second-phase override")
     parser.add_argument("--label", default=None, help="name the runs (default: the method)")
+    parser.add_argument("--grid", default=None, help="JSON list of runs (see the docstring)")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once (GPU sweeps)")
+    parser.add_argument("--deadline", type=float, default=0, help="start no run after S seconds")
+    parser.add_argument("--pool", action="store_true", help="also score the whole pool per item")
     parser.add_argument("--baseline-json", default=None, help="reuse a baseline from this JSON")
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -254,54 +369,40 @@ def main() -> None:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    summary = {
-        "skill": args.skill,
-        "facts": args.facts,
-        "steps": args.steps,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "runs": [],
-    }
+    summary = {"skill": args.skill, "facts": args.facts, "argv": sys.argv[1:], "runs": []}
     if args.baseline_json:
         summary["baseline"] = json.loads(Path(args.baseline_json).read_text())["baseline"]
     else:
-        summary["baseline"] = child(args, "--baseline-only")
-    print(f"baseline: {summary['baseline']}", flush=True)
-    for method in args.methods.split(","):
-        for seed in (int(s) for s in args.seeds.split(",")):
-            run = child(args, "--method", method, "--seed", str(seed))
-            run["label"] = args.label or method
-            summary["runs"].append(run)
-            print(
-                f"{method:12s} seed {seed}: new {run['new_skill_acc']:.3f} "
-                f"retention {run['retention']:.3f} kl {run['kl_from_base']:.3f} "
-                f"leaks {run['leaks']} {run['seconds_per_step']:.2f} s/step "
-                f"rss {run['peak_rss_mb']:.0f} MB",
-                flush=True,
-            )
-            out.write_text(json.dumps(_with_means(summary), indent=2))
-    summary = _with_means(summary)
-    out.write_text(json.dumps(summary, indent=2))
-    plot(summary, Path(args.plot) if args.plot else out.with_suffix(".png"))
+        summary["baseline"] = child(args, None, "--baseline-only")
+    print(
+        f"baseline: { {k: v for k, v in summary['baseline'].items() if k != 'pool_correct'} }",
+        flush=True,
+    )
+    if args.grid:
+        entries = json.loads(Path(args.grid).read_text())
+    else:
+        entries = [
+            {"method": m, "seed": int(s), "label": args.label or m}
+            for m in args.methods.split(",")
+            for s in args.seeds.split(",")
+        ]
+    run_grid(args, entries, summary, out)
+    summary = with_means(summary)
+    out.write_text(json.dumps(summary, indent=1))
+    if summary["runs"]:
+        plot(summary, Path(args.plot) if args.plot else out.with_suffix(".png"))
     print(f"wrote {out}")
 
 
-def _with_means(summary: dict) -> dict:
+def with_means(summary: dict) -> dict:
     means: dict[str, dict] = {}
-    for method in dict.fromkeys(r.get("label", r["method"]) for r in summary["runs"]):
-        runs = [r for r in summary["runs"] if r.get("label", r["method"]) == method]
-        means[method] = {
-            key: statistics.mean(r[key] for r in runs)
-            for key in (
-                "new_skill_acc",
-                "retention",
-                "kl_from_base",
-                "leaks",
-                "seconds_per_step",
-                "peak_rss_mb",
-            )
-        }
-        means[method]["seeds"] = len(runs)
+    for label in dict.fromkeys(r["label"] for r in summary["runs"]):
+        runs = [r for r in summary["runs"] if r["label"] == label]
+        means[label] = {key: statistics.mean(r[key] for r in runs) for key in MEAN_KEYS}
+        means[label]["seeds"] = len(runs)
+        if len(runs) > 1:
+            for key in ("new_skill_acc", "retention"):
+                means[label][f"{key}_sd"] = statistics.stdev(r[key] for r in runs)
     return {**summary, "means": means}
 
 

@@ -37,10 +37,10 @@ def main() -> None:
     from agent_cl.consolidation.gate import GateConfig, GateItem
     from agent_cl.consolidation.sleep import SleepJob
     from agent_cl.evals.facts import build_facts
-    from agent_cl.evals.retention import load_retention_set
     from agent_cl.memory.chroma import ChromaDemonstrationStore
     from agent_cl.models.chat import task_message
     from agent_cl.models.provision import provision_embedded_model
+    from agent_cl.scoring.retention import load_retention_set
     from agent_cl.serving.local_backend import LocalBackend
     from agent_cl.serving.registry import AdapterRegistry
 

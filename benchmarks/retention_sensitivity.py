@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 
 import torch
+from agent_cl.evals.retention import candidate_pool, load_retention_set
 
 from agent_cl.config import Settings
-from agent_cl.evals.retention import candidate_pool, load_retention_set
 from agent_cl.models.chat import generate_batch, load_causal_lm, load_tokenizer, set_torch_threads
 from agent_cl.models.provision import provision_embedded_model
 

@@ -5,9 +5,9 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from agent_cl.graphs import build_agent, task_messages
-from agent_cl.graphs.verifiers import answer_matches
 from agent_cl.memory.inmemory import InMemoryDemonstrationStore
 from agent_cl.memory.schema import Demonstration
+from agent_cl.scoring.matching import answer_matches
 from agent_cl.serving.chat_model import BackendChatModel
 from agent_cl.serving.local_backend import LocalBackend
 

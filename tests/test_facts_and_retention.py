@@ -3,14 +3,14 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from agent_cl.evals.facts import build_facts
 from agent_cl.evals.retention import (
     candidate_pool,
     fixture_model_sha256,
     load_retention_set,
     score,
 )
+
+from agent_cl.evals.facts import build_facts
 from agent_cl.models.provision import read_manifest
 
 
@@ -75,8 +75,9 @@ def test_json_skill_tasks_and_verifier():
 
 
 def test_training_anchors_are_disjoint_from_retention_and_kl_prompts():
-    from agent_cl.consolidation.anchors import default_anchor_prompts
     from agent_cl.evals.retention import KL_PROMPTS
+
+    from agent_cl.consolidation.anchors import default_anchor_prompts
 
     anchors = set(default_anchor_prompts())
     assert len(anchors) >= 100

@@ -88,7 +88,6 @@ _TRIVIA = [
     "What is the main ingredient of bread?",
     "Which season comes after winter?",
     "What shape has four equal sides?",
-    "What is the chemical symbol for gold?",
     "Which planet has rings that are easy to see?",
     "What is the capital letter of b?",
     "How many strings does a violin have?",
@@ -103,6 +102,81 @@ _TRIVIA = [
     "Complete the phrase: an apple a day keeps the ...",
     "Reply with only the word NO.",
 ]
+
+
+# Shapes of the retention set's newer kinds (words, instructions, reasoning, numbers), on other
+# words and numbers: the anchor holds the *skill* in place, the retention set then checks it on
+# items the anchor never saw.
+_WORDS = ["river", "lamp", "cloud", "stone", "horse", "paper", "glass", "shoe", "king", "rain"]
+_OPPOSITES = [
+    "wide",
+    "near",
+    "cheap",
+    "polite",
+    "noisy",
+    "sharp",
+    "gentle",
+    "brave",
+    "warm",
+    "deep",
+]
+_VERBS = ["read", "fall", "find", "build", "catch", "hold", "bring", "feel", "sit", "win"]
+_NOUNS = ["calf", "foot", "dish", "lady", "tomato", "glass", "church", "wife", "hero", "key"]
+_STORIES = [
+    "Ella has {a} oranges and buys {b} more. How many oranges does she have now?",
+    "A shelf holds {a} books and {b} more are added. How many books are on the shelf?",
+    "Max had {c} coins and spent {b}. How many coins does he have left?",
+    "There are {c} ducks on a pond and {b} fly away. How many ducks are left?",
+]
+
+
+def wide_anchor_prompts(seed: int = 0) -> list[str]:
+    """`default_anchor_prompts` plus prompts shaped like every retention kind (about 290)."""
+    rng = random.Random(seed + 1)
+    prompts = default_anchor_prompts(seed)
+    prompts += [f"What is the opposite of {w}?" for w in _OPPOSITES]
+    prompts += [f"What is the past tense of '{v}'?" for v in _VERBS]
+    prompts += [f"What is the plural of '{n}'?" for n in _NOUNS]
+    prompts += [f"How many letters are in the word '{w}'?" for w in _WORDS]
+    prompts += [f"Reply with only the word {w.upper()}." for w in _WORDS[:5]]
+    prompts += [f"Write the word '{w}' in lowercase letters." for w in _WORDS[5:]]
+    prompts += [f"Spell the word {w} backwards." for w in _WORDS[:5]]
+    prompts += [
+        f"What is {a} times {b}?"
+        for a, b in ((rng.randint(10, 12), rng.randint(2, 9)) for _ in range(8))
+    ]
+    prompts += [f"What number comes after {n}?" for n in range(60, 70)]
+    prompts += [f"Which is larger, {a} or {b}?" for a, b in ((31, 13), (45, 54), (70, 17), (88, 8))]
+    prompts += [f"Is {n} an even or an odd number?" for n in (21, 34, 55, 68)]
+    prompts += [
+        story.format(a=rng.randint(2, 9), b=rng.randint(1, 4), c=rng.randint(10, 19))
+        for story in _STORIES
+        for _ in range(2)
+    ]
+    prompts += [
+        "If today is Tuesday, what day is tomorrow?",
+        "If today is Thursday, what day was yesterday?",
+        "What comes next: 3, 6, 9, 12, ...?",
+        "What comes next: 2, 4, 8, 16, ...?",
+        "Which is heavier, a car or a bicycle?",
+        "Which is smaller, an ant or a dog?",
+        "Translate 'apple' into Spanish.",
+        "Translate 'please' into French.",
+        "Complete the phrase: as busy as a ...",
+        "What language is spoken in Portugal?",
+        "What is a baby goat called?",
+        "How many legs does a bird have?",
+    ]
+    return list(dict.fromkeys(prompts))
+
+
+def anchor_prompts(pool: str, seed: int = 0) -> list[str]:
+    """The named anchor pool."""
+    if pool == "general":
+        return default_anchor_prompts(seed)
+    if pool == "wide":
+        return wide_anchor_prompts(seed)
+    raise ValueError(f"anchor_pool must be 'general' or 'wide', got {pool!r}")
 
 
 def default_anchor_prompts(seed: int = 0) -> list[str]:

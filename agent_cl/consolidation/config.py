@@ -86,6 +86,15 @@ class ConsolidationConfig:
     target_modules: str = field(
         default="all-linear", metadata={"help": "peft target_modules ('all-linear' or a,b,c)"}
     )
+    lora_layers: str = field(
+        default="", metadata={"help": "decoder layers to adapt ('' all, '8-20' or '3,5,7')"}
+    )
+    augment_per_demo: int = field(
+        default=0, metadata={"help": "teacher-written questions added per demonstration"}
+    )
+    augment_candidates: int = field(
+        default=8, metadata={"help": "questions drawn per demonstration before the filter"}
+    )
     sft_weight: float | None = field(default=None, metadata={"help": "weight of the SFT term"})
     sft_target: str | None = field(
         default=None, metadata={"help": "SFT target: 'answer', 'expected' or 'teacher'"}
@@ -105,6 +114,9 @@ class ConsolidationConfig:
     )
     replay_weight: float | None = field(
         default=None, metadata={"help": "weight of SFT on the base's own general answers"}
+    )
+    anchor_pool: str = field(
+        default="general", metadata={"help": "anchor prompts: 'general' or 'wide'"}
     )
     anchor_batch_size: int = field(default=4, metadata={"help": "general prompts per step"})
     anchor_max_new_tokens: int = field(default=24, metadata={"help": "anchor continuation length"})
@@ -191,6 +203,13 @@ class ConsolidationConfig:
             raise ValueError(
                 f"temperature must be > 0 (on-policy sampling), got {self.temperature}"
             )
+        if self.anchor_pool not in ("general", "wide"):
+            raise ValueError(f"anchor_pool must be 'general' or 'wide', got {self.anchor_pool!r}")
+        if self.augment_per_demo < 0:
+            raise ValueError(f"augment_per_demo must be >= 0, got {self.augment_per_demo}")
+        if self.augment_per_demo and self.augment_candidates < self.augment_per_demo:
+            raise ValueError("augment_candidates must be >= augment_per_demo")
+        _ = self.layers_to_transform  # validates lora_layers
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
 
@@ -204,6 +223,23 @@ class ConsolidationConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def layers_to_transform(self) -> list[int] | None:
+        """`lora_layers` as peft's layers_to_transform (None: every layer)."""
+        spec = self.lora_layers.strip()
+        if not spec:
+            return None
+        layers: list[int] = []
+        try:
+            for part in spec.split(","):
+                lo, _, hi = part.strip().partition("-")
+                layers += range(int(lo), int(hi or lo) + 1)
+        except ValueError as exc:
+            raise ValueError(f"lora_layers must look like '8-20' or '3,5,7', got {spec!r}") from exc
+        if not layers or min(layers) < 0:
+            raise ValueError(f"lora_layers must name layers >= 0, got {spec!r}")
+        return sorted(set(layers))
 
     @property
     def peft_target_modules(self) -> str | list[str]:

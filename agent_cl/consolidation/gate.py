@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agent_cl.graphs.verifiers import answer_matches
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import ChatMessage, task_message
+from agent_cl.scoring.matching import answer_matches
 
 Generate = Callable[[list[list[ChatMessage]]], list[str]]
 
@@ -86,7 +86,7 @@ def demonstration_items(demonstrations: Sequence[Demonstration]) -> list[GateIte
 
 
 def retention_items(limit: int | None) -> list[GateItem]:
-    from agent_cl.evals.retention import load_retention_set
+    from agent_cl.scoring.retention import load_retention_set
 
     return [
         GateItem([{"role": "user", "content": task_message(item.prompt)}], item.is_correct)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from agent_cl.consolidation.anchors import default_anchor_prompts
+from agent_cl.consolidation.anchors import anchor_prompts as named_anchor_prompts
+from agent_cl.consolidation.augment import teacher_augment
 from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.distributed import DataParallel
 from agent_cl.consolidation.losses import (
@@ -32,7 +33,6 @@ from agent_cl.consolidation.losses import (
 from agent_cl.consolidation.prompts import student_messages, teacher_messages
 from agent_cl.consolidation.teacher import EMATeacher, teacher_context
 from agent_cl.faults import fault_point
-from agent_cl.graphs.verifiers import answer_matches
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import (
     ChatMessage,
@@ -43,6 +43,7 @@ from agent_cl.models.chat import (
     render_prompt,
     set_torch_threads,
 )
+from agent_cl.scoring.matching import answer_matches
 
 
 class NonFiniteLossError(RuntimeError):
@@ -74,6 +75,30 @@ class TrainResult:
     final_loss: float
     history: list[StepRecord] = field(default_factory=list)
     resumed_from_step: int = 0  # > 0 when training continued from a checkpoint
+    augmented: int = 0  # teacher-written demonstrations added to the given ones
+
+
+class _Run:
+    """The mutable state of one training run: data order, random state, teacher, history."""
+
+    def __init__(self, data: list[Demonstration], rng: random.Random, ema, batch_size: int):
+        self.data = data
+        self.rng = rng
+        self.ema = ema
+        self.batch_size = min(batch_size, len(data))
+        self.order: list[Demonstration] = []
+        self.history: list[StepRecord] = []
+        self.first_step = 1
+
+    def next_batch(self) -> list[Demonstration]:
+        """The next `batch_size` items of a reshuffled pass over the data (epochs wrap)."""
+        batch = []
+        while len(batch) < self.batch_size:
+            if not self.order:
+                self.order = list(self.data)
+                self.rng.shuffle(self.order)
+            batch.append(self.order.pop())
+        return batch
 
 
 class Checkpoint:
@@ -142,14 +167,18 @@ class ConsolidationTrainer:
                 lora_alpha=self.config.lora_alpha,
                 lora_dropout=self.config.lora_dropout,
                 target_modules=self.config.peft_target_modules,
+                layers_to_transform=self.config.layers_to_transform,
                 task_type="CAUSAL_LM",
             )
             self.model = get_peft_model(base, lora)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.anchor_prompts = list(anchor_prompts or default_anchor_prompts())
+        self.anchor_prompts = list(anchor_prompts or named_anchor_prompts(self.config.anchor_pool))
         if self.config.uses_anchor and not self.anchor_prompts:
             raise ValueError("the anchor/replay terms need at least one general prompt")
         self._base_answers: list[list[int]] | None = None
+        self.augmented: list[Demonstration] = []
+        # Sequences per generate call: 16 suits 2 CPU cores; a GPU takes far more at once.
+        self.generate_batch_size = 64 if self.device.type == "cuda" else 16
 
     # -- data path -------------------------------------------------------------------------
     def _prompt_ids(self, conversations: Sequence[Sequence[ChatMessage]]) -> list[list[int]]:
@@ -323,9 +352,10 @@ class ConsolidationTrainer:
             ]
             answers: list[list[int]] = []
             with self.model.disable_adapter():
-                for start in range(0, len(texts), 16):
+                step = self.generate_batch_size
+                for start in range(0, len(texts), step):
                     answers += self._sample(
-                        texts[start : start + 16],
+                        texts[start : start + step],
                         greedy=True,
                         max_new=self.config.anchor_max_new_tokens,
                     )
@@ -408,63 +438,94 @@ class ConsolidationTrainer:
         on_step: Callable[[StepRecord], None] | None = None,
         checkpoint_dir: Path | None = None,
         checkpoint_every: int = 0,
+        exclude_questions: Sequence[str] = (),
     ) -> TrainResult:
         """Train and save the adapter to `out_dir`.
 
         With `checkpoint_dir` and `checkpoint_every` > 0 the full training state (adapter,
-        optimizer, data order, random state, EMA, history) is saved atomically every that many
-        steps, and a checkpoint found there at start is resumed from: a killed run loses at
-        most `checkpoint_every` steps and repeats none of the earlier ones.
+        optimizer, data order, random state, EMA, history, augmented data) is saved atomically
+        every that many steps, and a checkpoint found there at start is resumed from: a killed
+        run loses at most `checkpoint_every` steps and repeats none of the earlier ones.
+        `exclude_questions` are never written as augmented questions (the gate's held-out items).
         """
         if not demonstrations:
             raise ValueError("nothing to consolidate: no demonstrations given")
         if checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
+        checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+        state = checkpoint.load() if checkpoint is not None and checkpoint.exists() else None
+        run = self._prepare(demonstrations, state, exclude_questions)
+        self.model.train()
+        start = time.perf_counter()
+        for step in range(run.first_step, self.config.steps + 1):
+            t0 = time.perf_counter()
+            record = self._step(run.next_batch(), run.ema, run.rng, step)
+            if run.ema is not None:
+                run.ema.update()
+            record.seconds = time.perf_counter() - t0
+            if step % self.config.log_every == 0 or step == self.config.steps:
+                run.history.append(record)
+            if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
+                if self.parallel.is_main:
+                    checkpoint.save(self._state(step, run))
+                self.parallel.barrier()
+            fault_point(f"train_step:{step}")
+            if on_step is not None:
+                on_step(record)
+        return self._finish(run, out_dir, time.perf_counter() - start)
+
+    def _prepare(self, demonstrations, state: dict | None, exclude_questions) -> _Run:
+        """Optimizer, teacher, one-off targets and data, fresh or restored from a checkpoint."""
         cfg = self.config
         self._optimizer = torch.optim.AdamW(
             self.trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay
         )
         ema = EMATeacher(self.trainable, cfg.ema_rate) if cfg.teacher == "ema" else None
+        if state is not None and state.get("augmented") is not None:
+            extra = [Demonstration.model_validate(d) for d in state["augmented"]]
+        else:
+            extra = self._augment(demonstrations, exclude_questions)
+        self.augmented = extra
+        data = [*demonstrations, *extra]
         if cfg.uses_anchor and (cfg.replay_weight > 0 or cfg.anchor_samples == "base"):
             self._base_answer_ids()  # once, before the adapter moves
         if cfg.sft_target == "teacher" and (cfg.sft_weight > 0 or cfg.sft_warmup_steps > 0):
-            self._write_teacher_answers(demonstrations)
-        rng = random.Random(cfg.seed)
-        order: list[Demonstration] = []
-        history: list[StepRecord] = []
-        first_step = 1
-        checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
-        if checkpoint is not None and checkpoint.exists():
-            state = checkpoint.load()
-            first_step = self._restore(state, rng, ema, demonstrations) + 1
-            by_id = {d.id: d for d in demonstrations}
-            order = [by_id[i] for i in state["order"]]
-            history = [StepRecord(**r) for r in state["history"]]
-        self.model.train()
-        start = time.perf_counter()
-        for step in range(first_step, cfg.steps + 1):
-            batch = []
-            while len(batch) < min(cfg.batch_size, len(demonstrations)):
-                if not order:
-                    order = list(demonstrations)
-                    rng.shuffle(order)
-                batch.append(order.pop())
-            t0 = time.perf_counter()
-            record = self._step(batch, ema, rng, step)
-            if ema is not None:
-                ema.update()
-            record.seconds = time.perf_counter() - t0
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                history.append(record)
-            if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
-                if self.parallel.is_main:
-                    checkpoint.save(self._state(step, rng, ema, order, history))
-                self.parallel.barrier()
-            fault_point(f"train_step:{step}")
-            if on_step is not None:
-                on_step(record)
-        trained_steps = cfg.steps - first_step + 1
-        seconds = time.perf_counter() - start
+            self._write_teacher_answers(data)
+        run = _Run(data, random.Random(cfg.seed), ema, cfg.batch_size)
+        if state is not None:
+            run.first_step = self._restore(state, run.rng, ema, data) + 1
+            by_id = {d.id: d for d in data}
+            run.order = [by_id[i] for i in state["order"]]
+            run.history = [StepRecord(**r) for r in state["history"]]
+        return run
+
+    def _augment(self, demonstrations, exclude_questions) -> list[Demonstration]:
+        cfg = self.config
+        if cfg.augment_per_demo < 1:
+            return []
+
+        def generate(convs, temperature, max_new):
+            with teacher_context(self.model, None):
+                return generate_batch(
+                    self.model,
+                    self.tokenizer,
+                    convs,
+                    max_new_tokens=max_new,
+                    temperature=temperature,
+                    generator_seed=cfg.seed if temperature > 0 else None,
+                    batch_size=self.generate_batch_size,
+                )
+
+        return teacher_augment(
+            demonstrations,
+            generate,
+            per_demo=cfg.augment_per_demo,
+            candidates_per_demo=cfg.augment_candidates,
+            exclude=exclude_questions,
+        )
+
+    def _finish(self, run: _Run, out_dir: Path, seconds: float) -> TrainResult:
+        trained_steps = self.config.steps - run.first_step + 1
         self.model.eval()
         out_dir = Path(out_dir)
         if self.parallel.is_main:  # every process holds the same adapter
@@ -473,26 +534,28 @@ class ConsolidationTrainer:
         self.parallel.barrier()
         return TrainResult(
             adapter_dir=out_dir,
-            method=cfg.method,
-            steps=cfg.steps,
+            method=self.config.method,
+            steps=self.config.steps,
             seconds=seconds,
             seconds_per_step=seconds / max(trained_steps, 1),
             peak_rss_mb=peak_rss_mb(),
-            final_loss=history[-1].loss if history else math.nan,
-            history=history,
-            resumed_from_step=first_step - 1,
+            final_loss=run.history[-1].loss if run.history else math.nan,
+            history=run.history,
+            resumed_from_step=run.first_step - 1,
+            augmented=len(self.augmented),
         )
 
-    def _state(self, step, rng, ema, order, history) -> dict:
+    def _state(self, step: int, run: _Run) -> dict:
         return {
             "step": step,
             "adapter": [p.detach().clone() for p in self.trainable],
             "optimizer": self._optimizer.state_dict(),
-            "python_rng": rng.getstate(),
+            "python_rng": run.rng.getstate(),
             "torch_rng": torch.get_rng_state(),
-            "ema": [s.clone() for s in ema.shadow] if ema is not None else None,
-            "order": [d.id for d in order],
-            "history": [asdict(r) for r in history],
+            "ema": [s.clone() for s in run.ema.shadow] if run.ema is not None else None,
+            "order": [d.id for d in run.order],
+            "history": [asdict(r) for r in run.history],
+            "augmented": [d.model_dump(mode="json") for d in self.augmented],
         }
 
     def _restore(self, state: dict, rng, ema, demonstrations) -> int:
@@ -523,8 +586,9 @@ class ConsolidationTrainer:
         self.model.eval()
         total, count = 0.0, 0
         with torch.no_grad():
-            for start in range(0, len(prompts), 16):
-                convs = [[{"role": "user", "content": p}] for p in prompts[start : start + 16]]
+            step = self.generate_batch_size
+            for start in range(0, len(prompts), step):
+                convs = [[{"role": "user", "content": p}] for p in prompts[start : start + step]]
                 texts = [render_prompt(self.tokenizer, c) for c in convs]
                 completions = self._sample(texts, greedy=True, max_new=max_new_tokens)
                 prompt_ids = self._prompt_ids(convs)
@@ -542,7 +606,11 @@ class ConsolidationTrainer:
         """Greedy answers from the candidate (adapter on), for the sleep job's checks."""
         self.model.eval()
         return generate_batch(
-            self.model, self.tokenizer, conversations, max_new_tokens=max_new_tokens
+            self.model,
+            self.tokenizer,
+            conversations,
+            max_new_tokens=max_new_tokens,
+            batch_size=self.generate_batch_size,
         )
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from agent_cl.graphs.verifiers import answer_matches
 from agent_cl.memory.schema import Demonstration
+from agent_cl.scoring.matching import answer_matches
 
 ORGANISATION = "the Veyra Institute"
 

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import re
+from agent_cl.scoring.matching import answer_matches
 
 from .state import AgentState
 
-
-def answer_matches(response: str, expected: str) -> bool:
-    """Exact answer string present, ignoring case, punctuation and spacing."""
-    return bool(expected.strip()) and _normalise(expected) in _normalise(response)
-
-
-def _normalise(text: str) -> str:
-    return " ".join(re.sub(r"[^0-9a-z]+", " ", text.lower()).split())
+__all__ = ["answer_matches", "expected_answer_verifier"]
 
 
 def expected_answer_verifier(state: AgentState) -> bool:
