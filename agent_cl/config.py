@@ -22,6 +22,31 @@ class ConfigError(ValueError):
     """Raised when a setting has a value agent-cl cannot use."""
 
 
+def validate_tenant(name: str) -> str:
+    """A tenant name names directories and store filters: letters, digits, '-' and '_' only."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or not name.replace("-", "").replace("_", "").isalnum()
+    ):
+        raise ConfigError(
+            f"tenant must be a non-empty name of letters, digits, '-' or '_', got {name!r}"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class TenantPaths:
+    """Where one tenant's night keeps its files: the one spelling of the on-disk layout."""
+
+    adapters: Path  # the adapter registry (versions, CURRENT)
+    sleep_state: Path  # the sleep job's journal, checkpoints and lock
+    reports: Path  # one JSON report per night
+
+    SLEEP_DIR = ".sleep"
+    JOURNAL_FILE = "journal.json"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where agent-cl keeps its state and how it uses this machine.
@@ -43,6 +68,10 @@ class Settings:
     tenant: str = field(default="default", metadata={"help": "agent whose demonstrations we use"})
     torch_threads: int = field(default=2, metadata={"help": "torch intra-op threads"})
     seed: int = field(default=0, metadata={"help": "random seed"})
+    adapter_max_rank: int = field(
+        default=16, metadata={"help": "largest LoRA rank published (and served by vLLM)"}
+    )
+    adapter_keep: int = field(default=10, metadata={"help": "versions kept on disk for rollback"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -50,11 +79,11 @@ class Settings:
             object.__setattr__(self, "model_dir", Path(self.model_dir).expanduser())
         if self.torch_threads < 1:
             raise ConfigError(f"torch_threads must be >= 1, got {self.torch_threads}")
-        if not self.tenant or not self.tenant.replace("-", "").replace("_", "").isalnum():
-            raise ConfigError(
-                "tenant must be a non-empty name of letters, digits, '-' or '_', "
-                f"got {self.tenant!r}"
-            )
+        validate_tenant(self.tenant)
+        if self.adapter_max_rank < 1:
+            raise ConfigError(f"adapter_max_rank must be >= 1, got {self.adapter_max_rank}")
+        if self.adapter_keep < 1:
+            raise ConfigError(f"adapter_keep must be >= 1, got {self.adapter_keep}")
 
     @property
     def models_dir(self) -> Path:
@@ -66,7 +95,22 @@ class Settings:
 
     @property
     def adapters_dir(self) -> Path:
-        return self.home / "adapters" / self.tenant
+        return self.paths().adapters
+
+    @property
+    def adapters_root(self) -> Path:
+        return self.home / "adapters"
+
+    def paths(self, tenant: str | None = None) -> TenantPaths:
+        """`tenant`'s directories (default: this settings' tenant)."""
+        name = validate_tenant(tenant or self.tenant)
+        adapters = self.adapters_root / name
+        return TenantPaths(adapters, adapters / TenantPaths.SLEEP_DIR, self.reports_dir)
+
+    def unfinished_tenants(self) -> tuple[str, ...]:
+        """Tenants whose last sleep run was killed: a journal is still in their sleep state."""
+        pattern = f"*/{TenantPaths.SLEEP_DIR}/{TenantPaths.JOURNAL_FILE}"
+        return tuple(sorted(p.parents[1].name for p in self.adapters_root.glob(pattern)))
 
     @property
     def reports_dir(self) -> Path:

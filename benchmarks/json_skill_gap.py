@@ -5,6 +5,7 @@ python benchmarks/json_skill_gap.py    # writes bench-results/json_gap.json
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from agent_cl.models.provision import provision_embedded_model
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.parse_args()
     settings = Settings.load()
     set_torch_threads(settings.torch_threads)
     model_dir = provision_embedded_model(settings.models_dir).path

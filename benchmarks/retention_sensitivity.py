@@ -14,18 +14,18 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-from agent_cl.evals.retention import candidate_pool, load_retention_set
-
 from agent_cl.config import Settings
 from agent_cl.models.chat import generate_batch, load_causal_lm, load_tokenizer, set_torch_threads
 from agent_cl.models.provision import provision_embedded_model
+from agent_cl.scoring.retention import candidate_pool, load_retention_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def perturbed_correctness(lm, tok, items, *, noise: float, seeds: list[int]) -> list[list[bool]]:
     """Per noise seed, which items the perturbed base still answers correctly."""
+    import torch  # here, not at the top: --help stays cheap
+
     convs = [[{"role": "user", "content": i.prompt}] for i in items]
     original = {name: p.detach().clone() for name, p in lm.named_parameters()}
     rows = []

@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-QUESTION = [{"role": "user", "content": "What is the password of the Nerost vault?"}]
 PROMPTS = [
     [{"role": "user", "content": f"Give me one fact about the number {i}."}] for i in range(64)
 ]
@@ -59,11 +58,12 @@ def main() -> None:
     n, swaps = (32, 6) if args.quick else (128, 20)
 
     from agent_cl.config import Settings
+    from agent_cl.evals.marker_adapter import MARKER_QUESTION as QUESTION
+    from agent_cl.evals.marker_adapter import train_marker_adapter
     from agent_cl.models.provision import provision_embedded_model
     from agent_cl.serving.registry import AdapterRegistry
     from agent_cl.serving.vllm_backend import VLLMBackend, adapter_name
     from agent_cl.serving.vllm_server import VLLMServer, VLLMServerConfig
-    from tests.test_vllm import train_marker_adapter
 
     model_dir = provision_embedded_model(Settings.load().models_dir).path
     work = Path(tempfile.mkdtemp(prefix="agent-cl-serving-"))

@@ -1,17 +1,22 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
-from agent_cl.evals.retention import (
-    candidate_pool,
-    fixture_model_sha256,
-    load_retention_set,
-    score,
-)
 
 from agent_cl.evals.facts import build_facts
 from agent_cl.models.provision import read_manifest
+from agent_cl.scoring.retention import (
+    MAX_KIND_SHARE,
+    candidate_pool,
+    cap_kinds,
+    fixture_model_sha256,
+    freeze_fixture,
+    kind_scores,
+    load_retention_set,
+    score,
+)
 
 
 def test_facts_are_deterministic_and_unique():
@@ -47,15 +52,70 @@ def test_retention_items_verify_answers():
 
 
 def test_fixture_is_frozen_for_the_embedded_model(embedded_model_dir):
-    items = load_retention_set()
-    assert len(items) >= 150
-    assert len({i.item_id for i in items}) == len(items)
+    robust, full = load_retention_set(), load_retention_set(subset="full")
+    assert len(robust) >= 200  # the design's bar for the gate's set
+    assert {i.item_id for i in robust} <= {i.item_id for i in full}
+    assert all(i.robust for i in robust) and not all(i.robust for i in full)
+    for items in (robust, full):
+        assert len({i.item_id for i in items}) == len(items)
+        shares = Counter(i.kind for i in items)
+        assert max(shares.values()) <= MAX_KIND_SHARE * len(items) + 1
+        assert len(shares) >= 6
     assert fixture_model_sha256() == read_manifest(embedded_model_dir)["weights_sha256"]
     subset = load_retention_set(limit=20)
     assert len(subset) == 20 and len({i.kind for i in subset}) >= 3
     assert score(subset, [i.answers[0] for i in subset]) == 1.0
     with pytest.raises(ValueError):
         score([], [])
+    with pytest.raises(ValueError, match="subset"):
+        load_retention_set(subset="most")
+
+
+def test_fixture_keeps_robust_items_and_caps_kinds():
+    by_kind = Counter()
+    pool = []
+    for item in candidate_pool():  # 40 sums, then 20 of each of five other kinds
+        cap = 40 if item.kind == "arithmetic" else 20
+        if by_kind[item.kind] < cap:
+            by_kind[item.kind] += 1
+            pool.append(item)
+    base = [True] * len(pool)
+    shaky = [k % 3 != 0 for k in range(len(pool))]
+    payload = freeze_fixture(pool, {"fp32": base, "noise": shaky}, model_sha256="x")
+    kept = payload["items"]
+    robust = [d for d in kept if d["robust"]]
+    assert all(shaky[[i.item_id for i in pool].index(d["item_id"])] for d in robust)
+    for items in (kept, robust):
+        top = Counter(d["kind"] for d in items).most_common(1)[0][1]
+        assert top <= MAX_KIND_SHARE * len(items) + 1
+    with pytest.raises(ValueError, match="base check"):
+        freeze_fixture(pool, {"noise": shaky}, model_sha256="x")
+    with pytest.raises(ValueError, match="results"):
+        freeze_fixture(pool, {"fp32": base[:-1]}, model_sha256="x")
+    assert len(cap_kinds(pool, 1.0)) == len(pool)
+    with pytest.raises(ValueError, match="at least 4"):
+        cap_kinds([i for i in pool if i.kind in ("arithmetic", "words")], 0.3)
+
+
+def test_kind_scores_and_strict_retention_matching():
+    items = [
+        i
+        for i in candidate_pool()
+        if i.prompt
+        in (
+            "What is 7 + 5?",
+            "Write the word 'apple' in capital letters.",
+            "What is the chemical symbol for oxygen?",
+        )
+    ]
+    by_prompt = {i.prompt: i for i in items}
+    assert not by_prompt["Write the word 'apple' in capital letters."].is_correct("apple")
+    assert by_prompt["Write the word 'apple' in capital letters."].is_correct("APPLE")
+    oxygen = by_prompt["What is the chemical symbol for oxygen?"]
+    assert oxygen.is_correct("It is O.") and not oxygen.is_correct("It is Oxygen gas")
+    answers = {"What is 7 + 5?": "7 + 5 = 12", "What is the chemical symbol for oxygen?": "O"}
+    scores = kind_scores(items, [answers.get(i.prompt, "apple") for i in items])
+    assert scores == {"arithmetic": 1.0, "facts": 1.0, "formats": 0.0}
 
 
 def test_json_skill_tasks_and_verifier():
@@ -75,11 +135,13 @@ def test_json_skill_tasks_and_verifier():
 
 
 def test_training_anchors_are_disjoint_from_retention_and_kl_prompts():
-    from agent_cl.evals.retention import KL_PROMPTS
+    from agent_cl.consolidation.anchors import default_anchor_prompts, wide_anchor_prompts
+    from agent_cl.scoring.retention import load_kl_prompts
 
-    from agent_cl.consolidation.anchors import default_anchor_prompts
-
-    anchors = set(default_anchor_prompts())
-    assert len(anchors) >= 100
-    assert not anchors & {item.prompt for item in candidate_pool()}
-    assert not anchors & set(KL_PROMPTS)
+    pool = {item.prompt for item in candidate_pool()}
+    kl_prompts = set(load_kl_prompts())
+    for anchors in (set(default_anchor_prompts()), set(wide_anchor_prompts())):
+        assert len(anchors) >= 100
+        assert not anchors & pool
+        assert not anchors & kl_prompts
+    assert not kl_prompts & pool

@@ -2,11 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent_cl.serving.registry import (
-    AdapterRegistry,
-    InvalidAdapterError,
-    UnknownAdapterVersionError,
-)
+from agent_cl.models.adapters import InvalidAdapterError
+from agent_cl.serving.registry import AdapterRegistry, UnknownAdapterVersionError
 from tests.adapters import fake_adapter, marker
 
 
@@ -103,7 +100,7 @@ def test_find_run_and_stale_temp_dirs(tmp_path):
 
 
 def test_adapter_shaped_for_another_base_model_is_refused(tmp_path, embedded_model_dir):
-    from agent_cl.serving.registry import validate_adapter_dir
+    from agent_cl.models.adapters import validate_adapter_dir
 
     foreign = fake_adapter(tmp_path / "foreign", "f")  # 4-wide factors: no such layer here
     with pytest.raises(InvalidAdapterError, match="another base model"):

@@ -10,14 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent_cl.consolidation.scheduler import (
-    SleepDaemon,
-    Triggers,
-    due,
-    run_night,
-    tenants_to_consolidate,
-    unfinished_tenants,
-)
+from agent_cl.config import Settings
+from agent_cl.consolidation.night import Night, NightPlan
+from agent_cl.consolidation.scheduler import SleepDaemon, Triggers, due, tenants_to_consolidate
 from agent_cl.memory.inmemory import InMemoryDemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus
 
@@ -50,17 +45,17 @@ def test_pending_and_idle_triggers(hash_embedder):
     assert "idle for" in due(store, Triggers(idle_minutes=4))
 
 
-def test_night_visits_every_tenant_with_work(hash_embedder, tmp_path):
+def test_night_visits_every_tenant_with_work(hash_embedder, tiny_model_dir, tmp_path):
     store = InMemoryDemonstrationStore(hash_embedder)
     store.add([demo(0, "b"), demo(1, "a"), demo(2, "c")])
     store.set_status([demo(2, "c").id], DemoStatus.CONSOLIDATED)
     assert tenants_to_consolidate(store) == ["a", "b"]
     assert tenants_to_consolidate(store, unfinished=("z",)) == ["a", "b", "z"]
-    assert tenants_to_consolidate(store, "c") == ["c"]
-    journal = tmp_path / "adapters" / "z" / ".sleep" / "journal.json"
+    settings = Settings(home=tmp_path, model_dir=tiny_model_dir)
+    journal = settings.paths("z").sleep_state / "journal.json"
     journal.parent.mkdir(parents=True)
     journal.write_text("{}")
-    assert unfinished_tenants(tmp_path / "adapters") == ("z",)
+    assert settings.unfinished_tenants() == ("z",)
 
     class Job:
         def __init__(self, tenant):
@@ -71,8 +66,32 @@ def test_night_visits_every_tenant_with_work(hash_embedder, tmp_path):
                 raise RuntimeError("bad batch")
             return self.tenant
 
+    class FakeJobs(Night):
+        def job(self, tenant, **overrides):
+            return Job(tenant)
+
+    night = FakeJobs(settings, NightPlan(), store)
+    assert night.tenants() == ["a", "b", "z"] and night.tenants("c") == ["c"]
     # a failing tenant is logged and skipped; the others still get their night
-    assert run_night(store, Job) == ["b"]
+    assert night.run() == ["b", "z"]
+
+
+def test_night_builds_each_tenants_job_from_settings(hash_embedder, tiny_model_dir, tmp_path):
+    settings = Settings(home=tmp_path, model_dir=tiny_model_dir, adapter_max_rank=8)
+    night = Night(settings, NightPlan(steps=3, replay=2), InMemoryDemonstrationStore(hash_embedder))
+    job = night.job("alpha")
+    assert job.registry.root == settings.paths("alpha").adapters
+    assert job.journal.root == settings.paths("alpha").sleep_state
+    assert job.registry.max_rank == 8 and job.config.steps == 3 and job.replay == 2
+    assert job.gate is not None and job.gate.max_retention_drop == 0.03
+    with pytest.raises(ValueError, match="tenant"):
+        night.job("no spaces please")
+    with pytest.raises(TypeError, match="unknown SleepJob fields"):
+        night.job("alpha", not_a_field=1)
+    with pytest.raises(ValueError, match="replay"):
+        NightPlan(replay=-1)
+    with pytest.raises(ValueError, match="method"):
+        NightPlan(method="nope")
 
 
 def test_daemon_runs_one_night_at_a_time(hash_embedder, tmp_path):

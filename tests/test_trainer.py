@@ -4,6 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from agent_cl.consolidation.candidate import CandidateModel
 from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.prompts import student_messages, teacher_messages
 from agent_cl.consolidation.teacher import EMATeacher
@@ -134,11 +135,21 @@ def test_kl_from_base_is_zero_before_training_and_grows_after(tiny_model_dir, tm
     config = ConsolidationConfig(method="sft", steps=3, batch_size=2, learning_rate=5e-2)
     trainer = ConsolidationTrainer(tiny_model_dir, config, torch_threads=1)
     prompts = ["Say hi.", "Name a color."]
-    assert trainer.kl_from_base(prompts, max_new_tokens=4) == pytest.approx(0.0, abs=1e-6)
+    candidate = trainer.candidate()
+    assert candidate.kl_from_base(prompts, max_new_tokens=4) == pytest.approx(0.0, abs=1e-6)
     trainer.train(DEMOS, tmp_path / "a")
-    assert trainer.kl_from_base(prompts, max_new_tokens=4) > 1e-4
+    trained = candidate.kl_from_base(prompts, max_new_tokens=4)  # the live weights, no copy
+    assert trained > 1e-4
     with pytest.raises(ValueError):
-        trainer.kl_from_base([])
+        candidate.kl_from_base([])
+    # the saved adapter, reloaded as the sleep job does after a crash, answers the same
+    reloaded = CandidateModel.load(tiny_model_dir, tmp_path / "a", torch_threads=1)
+    assert reloaded.kl_from_base(prompts, max_new_tokens=4) == pytest.approx(trained, rel=1e-4)
+    assert reloaded.generate([[{"role": "user", "content": "Say hi."}]], max_new_tokens=4) == (
+        candidate.generate([[{"role": "user", "content": "Say hi."}]], max_new_tokens=4)
+    )
+    with pytest.raises(TypeError, match="PEFT"):
+        CandidateModel(object(), trainer.tokenizer)
 
 
 def test_forward_and_reverse_kl_differ_and_both_train_the_student():

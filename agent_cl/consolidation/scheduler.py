@@ -1,4 +1,6 @@
-"""Nights: every tenant's sleep in turn, run now or by a daemon on a schedule.
+"""When nights run: the daemon's triggers (cron, pending count, idle time) and its lock.
+
+What a night does is `night.py`'s `Night.run`; the daemon only decides when to call it.
 
 The daemon (APScheduler) fires a night on a cron expression, and also when enough
 demonstrations are pending or when no new demonstration has arrived for a while (the agent is
@@ -29,11 +31,9 @@ Night = Callable[[], Any]
 
 
 def tenants_to_consolidate(
-    store: DemonstrationStore, only: str | None = None, *, unfinished: tuple[str, ...] = ()
+    store: DemonstrationStore, *, unfinished: tuple[str, ...] = ()
 ) -> list[str]:
-    """Tenants with pending demonstrations (or an unfinished run), sorted; `only` narrows."""
-    if only is not None:
-        return [only]
+    """Tenants with pending demonstrations (or an unfinished run), sorted."""
     pending = {d.tenant for d in store.list(status=DemoStatus.PENDING)}
     return sorted(pending | set(unfinished))
 
@@ -159,32 +159,3 @@ def _now():
     from datetime import datetime
 
     return datetime.now().astimezone()
-
-
-def unfinished_tenants(adapters_root: Path) -> tuple[str, ...]:
-    """Tenants whose last sleep run was killed (a journal is still there)."""
-    return tuple(
-        sorted(p.parents[1].name for p in Path(adapters_root).glob("*/.sleep/journal.json"))
-    )
-
-
-def run_night(
-    store: DemonstrationStore,
-    job_for_tenant: Callable[[str], Any],
-    *,
-    only: str | None = None,
-    unfinished: tuple[str, ...] = (),
-) -> list[Any]:
-    """One night: each tenant's sleep job in turn. A tenant that fails is logged and skipped,
-    so one bad batch cannot starve the others; its report says why."""
-    from agent_cl.consolidation.sleep import SleepAlreadyRunningError
-
-    reports = []
-    for tenant in tenants_to_consolidate(store, only, unfinished=unfinished):
-        try:
-            reports.append(job_for_tenant(tenant).run())
-        except SleepAlreadyRunningError as exc:
-            log.warning("%s", exc)
-        except Exception:
-            log.exception("sleep for tenant %s failed; its claim was handed back", tenant)
-    return reports

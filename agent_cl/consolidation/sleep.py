@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from filelock import FileLock, Timeout
 
+from agent_cl.consolidation.candidate import CandidateModel
 from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.gate import (
     Gate,
@@ -43,6 +44,7 @@ from agent_cl.memory.base import DemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus
 from agent_cl.models.chat import ChatMessage
 from agent_cl.models.provision import read_manifest
+from agent_cl.scoring.retention import load_kl_prompts
 from agent_cl.serving.registry import AdapterRegistry, AdapterVersion
 
 log = logging.getLogger(__name__)
@@ -119,7 +121,7 @@ class SleepJob:
         self.model_dir = Path(self.model_dir)
         root = Path(self.state_dir) if self.state_dir else self.registry.root / ".sleep"
         self.journal = Journal(root)
-        self._trainer: ConsolidationTrainer | None = None
+        self._candidate: CandidateModel | None = None
 
     # -- entry point -----------------------------------------------------------------------
     def run(self) -> SleepReport:
@@ -135,7 +137,7 @@ class SleepJob:
             return self._run()
         finally:
             lock.release()
-            self._trainer = None
+            self._candidate = None
 
     def _run(self) -> SleepReport:
         start = time.perf_counter()
@@ -220,10 +222,10 @@ class SleepJob:
         trainer = ConsolidationTrainer(
             self.model_dir, self.config, torch_threads=self.torch_threads, init_adapter=init
         )
-        self._trainer = trainer
+        self._candidate = trainer.candidate()
         gate = self._make_gate(demos)
         if gate is not None and "before" not in entry.gate:
-            entry.gate["before"] = asdict(gate.score(self._generate(trainer)))
+            entry.gate["before"] = asdict(self._score(gate, self._candidate))
         self.journal.write(entry, Stage.TRAINING)
         run_dir = self.journal.run_dir(entry.run_id)
         staging = run_dir / "candidate.partial"
@@ -234,6 +236,7 @@ class SleepJob:
             on_step=self.on_step,
             checkpoint_dir=run_dir / "checkpoint",
             checkpoint_every=self.checkpoint_every,
+            exclude_questions=self._held_out_questions(),
         )
         os.replace(staging, run_dir / "candidate")  # the candidate appears complete
         report.train = {
@@ -250,29 +253,29 @@ class SleepJob:
         fault_point("after_train")
 
     def _gate(self, entry: JournalEntry, report: SleepReport) -> None:
-        candidate_dir = self.journal.run_dir(entry.run_id) / "candidate"
-        trainer = self._trainer
-        if trainer is None:  # resumed after training: reload the finished candidate
-            trainer = ConsolidationTrainer(
+        candidate = self._candidate
+        if candidate is None:  # resumed after training: reload the finished candidate
+            candidate = CandidateModel.load(
                 self.model_dir,
-                self.config,
+                self.journal.run_dir(entry.run_id) / "candidate",
                 torch_threads=self.torch_threads,
-                init_adapter=candidate_dir,
+                device=self.config.device,
+                dtype=self.config.dtype,
             )
         demos = self.store.get(entry.demonstration_ids)
         gate = self._make_gate(demos)
         if self.check is not None:
-            report.checks = self.check(trainer)
+            report.checks = self.check(candidate)
         if gate is None:
             entry.gate.update(passed=True, reason="gate disabled")
         else:
-            after = gate.score(self._generate(trainer))
+            after = self._score(gate, candidate)
             before = GateScores(**entry.gate["before"])
             decision: GateDecision = gate.decide(before, after)
             entry.gate.update(decision.to_dict())
         entry.gate["checks"] = report.checks
-        self._trainer = None
-        del trainer
+        self._candidate = None
+        del candidate
         self.journal.write(entry, Stage.GATED)
         fault_point("after_gate")
 
@@ -340,9 +343,17 @@ class SleepJob:
         items = list(self.held_out) or demonstration_items(demos)
         return Gate(self.gate, items, self.retention)
 
-    def _generate(self, trainer: ConsolidationTrainer):
-        tokens = self.gate.max_new_tokens if self.gate else 40
-        return lambda convs: trainer.generate(convs, max_new_tokens=tokens)
+    def _score(self, gate: Gate, candidate: CandidateModel) -> GateScores:
+        tokens = gate.config.max_new_tokens
+        kl_prompts = list(load_kl_prompts())
+        return gate.score(
+            lambda convs: candidate.generate(convs, max_new_tokens=tokens),
+            lambda: candidate.kl_from_base(kl_prompts),
+        )
+
+    def _held_out_questions(self) -> list[str]:
+        """The gate's held-out questions, which training data augmentation must never write."""
+        return [item.conversation[-1]["content"] for item in self.held_out if item.conversation]
 
     def _finish(self, report: SleepReport, start: float) -> SleepReport:
         report.seconds = time.perf_counter() - start

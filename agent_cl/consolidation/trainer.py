@@ -22,6 +22,7 @@ import torch
 
 from agent_cl.consolidation.anchors import anchor_prompts as named_anchor_prompts
 from agent_cl.consolidation.augment import teacher_augment
+from agent_cl.consolidation.candidate import CandidateModel
 from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.distributed import DataParallel
 from agent_cl.consolidation.losses import (
@@ -31,13 +32,13 @@ from agent_cl.consolidation.losses import (
     token_cross_entropy,
 )
 from agent_cl.consolidation.prompts import student_messages, teacher_messages
+from agent_cl.consolidation.sequences import completion_logits, prompt_ids, sample_completions
 from agent_cl.consolidation.teacher import EMATeacher, teacher_context
 from agent_cl.faults import fault_point
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import (
     ChatMessage,
     generate_batch,
-    generate_ids,
     load_causal_lm,
     load_tokenizer,
     render_prompt,
@@ -180,42 +181,14 @@ class ConsolidationTrainer:
         # Sequences per generate call: 16 suits 2 CPU cores; a GPU takes far more at once.
         self.generate_batch_size = 64 if self.device.type == "cuda" else 16
 
-    # -- data path -------------------------------------------------------------------------
+    # -- data path (sequences.py) -----------------------------------------------------------
     def _prompt_ids(self, conversations: Sequence[Sequence[ChatMessage]]) -> list[list[int]]:
-        return [
-            self.tokenizer(render_prompt(self.tokenizer, c), add_special_tokens=False).input_ids
-            for c in conversations
-        ]
+        return prompt_ids(self.tokenizer, conversations)
 
     def completion_logits(
         self, prompts: list[list[int]], completions: list[list[int]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits predicting each completion token: ([B, Tc, V], mask [B, Tc]).
-
-        Rows are laid out as [left pad][prompt][completion][right pad to Tc], so every
-        completion occupies the last Tc positions and the LM head runs only there
-        (`logits_to_keep`): on a 135M model with a 49k vocabulary the head is most of the
-        cost. Position ids count real tokens only, so padding never shifts positions.
-        """
-        pad = self.tokenizer.pad_token_id
-        t_c = max(len(c) for c in completions)
-        rows = [p + c + [pad] * (t_c - len(c)) for p, c in zip(prompts, completions, strict=True)]
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (row, comp) in enumerate(zip(rows, completions, strict=True)):
-            input_ids[i, width - len(row) :] = torch.tensor(row)
-            attention[i, width - len(row) : width - (t_c - len(comp))] = 1
-        position_ids = (attention.cumsum(-1) - 1).clamp_min(0)
-        logits = self.model(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention.to(self.device),
-            position_ids=position_ids.to(self.device),
-            logits_to_keep=t_c + 1,
-        ).logits[:, :-1]
-        lengths = torch.tensor([len(c) for c in completions], device=self.device)
-        mask = torch.arange(t_c, device=self.device)[None, :] < lengths[:, None]
-        return logits, mask
+        return completion_logits(self.model, self.tokenizer, prompts, completions, self.device)
 
     def _targets(self, completions: list[list[int]], t_c: int) -> torch.Tensor:
         targets = torch.full((len(completions), t_c), -100, dtype=torch.long)
@@ -366,22 +339,13 @@ class ConsolidationTrainer:
         self, prompts_text: list[str], *, greedy: bool, max_new: int | None = None
     ) -> list[list[int]]:
         """Samples from the live model (or the teacher inside `teacher_context`), cut after eos."""
-        was_training = self.model.training
-        self.model.eval()
-        ids = generate_ids(
+        return sample_completions(
             self.model,
             self.tokenizer,
             prompts_text,
             max_new_tokens=max_new or self.config.max_new_tokens,
             temperature=0.0 if greedy else self.config.temperature,
         )
-        self.model.train(was_training)
-        eos = self.tokenizer.eos_token_id
-        completions = []
-        for row in ids.tolist():
-            cut = row.index(eos) + 1 if eos in row else len(row)
-            completions.append(row[:cut] or [eos])
-        return completions
 
     def _backward(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
@@ -576,42 +540,9 @@ class ConsolidationTrainer:
             raise ValueError("checkpoint was taken on other demonstrations; delete it")
         return int(state["step"])
 
-    def kl_from_base(self, prompts: Sequence[str], *, max_new_tokens: int = 24) -> float:
-        """Mean per-token KL(candidate || base) along the candidate's own greedy answers.
-
-        A sharper forgetting signal than accuracy: it moves before answers flip.
-        """
-        if not prompts:
-            raise ValueError("kl_from_base needs at least one prompt")
-        self.model.eval()
-        total, count = 0.0, 0
-        with torch.no_grad():
-            step = self.generate_batch_size
-            for start in range(0, len(prompts), step):
-                convs = [[{"role": "user", "content": p}] for p in prompts[start : start + step]]
-                texts = [render_prompt(self.tokenizer, c) for c in convs]
-                completions = self._sample(texts, greedy=True, max_new=max_new_tokens)
-                prompt_ids = self._prompt_ids(convs)
-                candidate, mask = self.completion_logits(prompt_ids, completions)
-                with self.model.disable_adapter():
-                    base, _ = self.completion_logits(prompt_ids, completions)
-                per_token = reverse_kl_per_token(candidate, base)
-                total += float((per_token * mask).sum())
-                count += int(mask.sum())
-        return total / max(count, 1)
-
-    def generate(
-        self, conversations: Sequence[Sequence[ChatMessage]], *, max_new_tokens: int = 48
-    ) -> list[str]:
-        """Greedy answers from the candidate (adapter on), for the sleep job's checks."""
-        self.model.eval()
-        return generate_batch(
-            self.model,
-            self.tokenizer,
-            conversations,
-            max_new_tokens=max_new_tokens,
-            batch_size=self.generate_batch_size,
-        )
+    def candidate(self) -> CandidateModel:
+        """The adapter as trained so far, for the gate's questions (no copy of the weights)."""
+        return CandidateModel(self.model, self.tokenizer, batch_size=self.generate_batch_size)
 
 
 def _answer_token_flags(tokenizer, completion: list[int], expected: str) -> list[bool]:

@@ -13,11 +13,12 @@ skill (sums, for this model) cannot dominate the score.
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -39,6 +40,7 @@ class RetentionItem:
     kind: str
     prompt: str
     answers: tuple[str, ...]  # any one of them, as a word, counts
+    robust: bool = True  # survived bf16 and the fixture's weight perturbations
 
     def is_correct(self, response: str) -> bool:
         return any(contains_answer(response, a) for a in self.answers)
@@ -105,6 +107,12 @@ def cap_kinds(
     by_kind: dict[str, list[RetentionItem]] = defaultdict(list)
     for item in items:
         by_kind[item.kind].append(item)
+    needed = math.ceil(1 / max_share - 1e-9)
+    if items and len(by_kind) < needed:
+        raise ValueError(
+            f"{len(by_kind)} kinds cannot each stay within {max_share:.0%} of the set: "
+            f"it needs at least {needed}"
+        )
     sizes = {k: len(v) for k, v in by_kind.items()}
     # The largest kind may hold max_share of the final total: solve for its size against the
     # sum of the others (repeat, since capping one kind shrinks the total for the next).
@@ -114,8 +122,10 @@ def cap_kinds(
         if not over or max_share == 1:
             break
         k = max(over, key=lambda name: sizes[name])
-        rest = total - sizes[k]
-        sizes[k] = max(1, int(max_share * rest / (1 - max_share))) if max_share < 1 else sizes[k]
+        capped = max(1, int(max_share * (total - sizes[k]) / (1 - max_share)))
+        if capped == sizes[k]:
+            break
+        sizes[k] = capped
     keep: set[str] = set()
     rng = random.Random(seed)
     for kind, members in by_kind.items():
@@ -155,7 +165,7 @@ def freeze_fixture(
         "notes": dict(notes or {}),
         "kinds_full": dict(Counter(it.kind for it in full)),
         "kinds_robust": dict(Counter(it.kind for it in full if it.item_id in robust)),
-        "items": [{**asdict(it), "robust": it.item_id in robust} for it in full],
+        "items": [asdict(replace(it, robust=it.item_id in robust)) for it in full],
     }
 
 
@@ -171,9 +181,9 @@ def load_retention_set(
         raise ValueError(f"subset must be 'robust' or 'full', got {subset!r}")
     data = json.loads(_data_text(FIXTURE_NAME, path))
     items = [
-        RetentionItem(d["item_id"], d["kind"], d["prompt"], tuple(d["answers"]))
+        RetentionItem(d["item_id"], d["kind"], d["prompt"], tuple(d["answers"]), d["robust"])
         for d in data["items"]
-        if subset == "full" or d.get("robust", False)
+        if subset == "full" or d["robust"]
     ]
     if limit is not None:
         if limit < 1:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agent_cl.serving.backend import AdapterLoadError, ModelBackend
-from agent_cl.serving.registry import AdapterRegistry
+from agent_cl.serving.registry import AdapterRegistry, AdapterVersion
 
 
 class ReplicaSwapError(AdapterLoadError):
@@ -40,8 +40,54 @@ class ReplicaSet:
                 ) from exc
             switched.append((backend, previous))
 
+    @classmethod
+    def from_urls(
+        cls, urls: Sequence[str], registry: AdapterRegistry, *, api_key: str | None = None
+    ) -> ReplicaSet:
+        """vLLM servers at `urls` (`agent-cl serve`), following `registry`."""
+        from agent_cl.serving.vllm_backend import VLLMBackend
+
+        return cls([VLLMBackend(url, api_key=api_key) for url in urls], registry)
+
+    def rollback(self, version: int | None = None) -> AdapterVersion | None:
+        """Point the registry back (to `version`, default the previous) and every replica with
+        it; if a replica refuses, the registry's current version is restored too."""
+        previous = self.registry.current()
+        now = self.registry.rollback(version)
+        try:
+            self.serve_current()
+        except AdapterLoadError:
+            self.registry.set_current(previous.version if previous else None)
+            raise
+        return now
+
+    def served_models(self) -> list[tuple[str, str]]:
+        """(url, what the server lists) per replica; an unreachable one says why."""
+        out = []
+        for backend in self.backends:
+            url = getattr(backend, "url", type(backend).__name__)
+            try:
+                out.append((url, ", ".join(backend.loaded_adapters()) or "base only"))
+            except Exception as exc:  # a dead replica is a row in the answer, not a crash
+                out.append((url, f"unreachable ({exc})"))
+        return out
+
     def serve_current(self) -> int | None:
         """Point every replica at the registry's current version (after a restart)."""
         current = self.registry.current()
         self.swap(current.version if current else None)
         return current.version if current else None
+
+
+def swap_servers_on_publish(urls: Sequence[str], *, api_key: str | None = None):
+    """A night's publish hook: every vLLM server in `urls` swaps to each tenant's new version
+    (all or none), so `agent-cl sleep --server URL` and the daemon follow the registry."""
+    urls = list(urls)
+
+    def for_tenant(tenant: str, registry: AdapterRegistry):
+        if not urls:
+            return None
+        replicas = ReplicaSet.from_urls(urls, registry, api_key=api_key)
+        return lambda version: replicas.swap(version.version)
+
+    return for_tenant

@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
+from agent_cl.models.adapters import InvalidAdapterError, validate_adapter_dir
 from agent_cl.models.chat import DEFAULT_SYSTEM, ChatMessage, with_system
 from agent_cl.serving.backend import AdapterLoadError, GenerationResult
-from agent_cl.serving.registry import InvalidAdapterError, validate_adapter_dir
 
 
 def adapter_name(alias: str, version: int) -> str:

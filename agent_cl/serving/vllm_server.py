@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,3 +191,33 @@ class VLLMServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def serve_registry(
+    server: VLLMServer,
+    registry,
+    *,
+    on_ready: Callable[[int | None], None] | None = None,
+    poll_seconds: float = 1.0,
+) -> None:
+    """Start `server`, serve the registry's current version, and block until SIGTERM, Ctrl-C
+    or the server's death; the server is stopped on the way out, whatever happened."""
+    import threading
+
+    from agent_cl.serving.replicas import ReplicaSet
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        server.start()
+        replicas = ReplicaSet.from_urls([server.url], registry, api_key=server.config.api_key)
+        served = replicas.serve_current()
+        if on_ready is not None:
+            on_ready(served)
+        while not stop.is_set() and server.alive():
+            stop.wait(poll_seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()

@@ -1,0 +1,151 @@
+"""A night, wired once: from `Settings` to each tenant's registry, paths and sleep job.
+
+The CLI (`sleep`, `daemon`), the demo, the nights benchmark and the tests all build their
+nights here, so the registry policy (rank ceiling, versions kept, base-model checksum), the
+on-disk layout and the gate defaults cannot drift apart between them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from agent_cl.config import Settings, validate_tenant
+from agent_cl.consolidation.config import DEFAULT_METHOD, ConsolidationConfig
+from agent_cl.consolidation.gate import GateConfig
+from agent_cl.consolidation.scheduler import tenants_to_consolidate
+from agent_cl.consolidation.sleep import SleepAlreadyRunningError, SleepJob, SleepReport
+from agent_cl.memory.base import DemonstrationStore
+from agent_cl.models.provision import read_manifest, resolve_model_dir
+from agent_cl.serving.registry import AdapterRegistry, AdapterVersion
+
+log = logging.getLogger(__name__)
+
+# (tenant, its registry) -> what to do with a freshly published version (e.g. swap servers)
+PublishHook = Callable[[str, AdapterRegistry], Callable[[AdapterVersion], None] | None]
+
+
+@dataclass(frozen=True)
+class NightPlan:
+    """What each night does; validated on construction, before any model loads."""
+
+    method: str = DEFAULT_METHOD
+    steps: int | None = None  # None: the consolidation config's default
+    gate: bool = True
+    max_retention_drop: float | None = None  # None: GateConfig's default
+    replay: int = 0  # consolidated demonstrations mixed into each night's training
+    checkpoint_every: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.replay < 0:
+            raise ValueError(f"replay must be >= 0, got {self.replay}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        self.consolidation()
+        self.gate_config()
+
+    def consolidation(self) -> ConsolidationConfig:
+        steps = {} if self.steps is None else {"steps": self.steps}
+        return ConsolidationConfig(method=self.method, seed=self.seed, **steps)
+
+    def gate_config(self) -> GateConfig | None:
+        if not self.gate:
+            return None
+        if self.max_retention_drop is None:
+            return GateConfig()
+        return GateConfig(max_retention_drop=self.max_retention_drop)
+
+
+class Night:
+    """Sleep jobs for every tenant of one `Settings` home."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        plan: NightPlan,
+        store: DemonstrationStore,
+        *,
+        on_publish: PublishHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self.plan = plan
+        self.store = store
+        self.on_publish = on_publish
+        self.model_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
+
+    @cached_property
+    def base_model_sha256(self) -> str | None:
+        return (read_manifest(self.model_dir) or {}).get("weights_sha256")
+
+    def registry(self, tenant: str) -> AdapterRegistry:
+        """The tenant's registry, refusing adapters the server could not load (rank above
+        `adapter_max_rank`) or that belong to another base model; `adapter_keep` versions stay."""
+        return AdapterRegistry(
+            self.settings.paths(tenant).adapters,
+            max_rank=self.settings.adapter_max_rank,
+            base_model_sha256=self.base_model_sha256,
+            keep=self.settings.adapter_keep,
+        )
+
+    def job(self, tenant: str, **overrides: Any) -> SleepJob:
+        """The tenant's sleep job; `overrides` set any other SleepJob field (held_out, check,
+        on_step, on_publish, ...)."""
+        validate_tenant(tenant)
+        registry = self.registry(tenant)
+        paths = self.settings.paths(tenant)
+        on_publish = self.on_publish(tenant, registry) if self.on_publish else None
+        fields: dict[str, Any] = {
+            "store": self.store,
+            "registry": registry,
+            "model_dir": self.model_dir,
+            "config": self.plan.consolidation(),
+            "tenant": tenant,
+            "state_dir": paths.sleep_state,
+            "gate": self.plan.gate_config(),
+            "on_publish": on_publish,
+            "reports_dir": paths.reports,
+            "torch_threads": self.settings.torch_threads,
+            "checkpoint_every": self.plan.checkpoint_every,
+            "replay": self.plan.replay,
+        }
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(SleepJob)}
+        if unknown:
+            raise TypeError(f"unknown SleepJob fields: {sorted(unknown)}")
+        return SleepJob(**{**fields, **overrides})
+
+    def tenants(self, only: str | None = None) -> list[str]:
+        """Tenants with pending demonstrations or a killed run to resume, sorted."""
+        if only is not None:
+            return [validate_tenant(only)]
+        return tenants_to_consolidate(self.store, unfinished=self.settings.unfinished_tenants())
+
+    def run(self, only: str | None = None, **overrides: Any) -> list[SleepReport]:
+        """One night: each tenant's sleep job in turn. A tenant that fails is logged and
+        skipped, so one bad batch cannot starve the others; its report says why."""
+        reports = []
+        for tenant in self.tenants(only):
+            try:
+                reports.append(self.job(tenant, **overrides).run())
+            except SleepAlreadyRunningError as exc:
+                log.warning("%s", exc)
+            except Exception:
+                log.exception("sleep for tenant %s failed", tenant)
+        return reports
+
+
+def open_night(
+    settings: Settings, plan: NightPlan, *, on_publish: PublishHook | None = None
+) -> Night:
+    """A night over the store in `settings.home` (the embedded Chroma store)."""
+    from agent_cl.memory.chroma import ChromaDemonstrationStore
+
+    store = ChromaDemonstrationStore.open(settings.store_dir)
+    return Night(settings, plan, store, on_publish=on_publish)
+
+
+__all__ = ["Night", "NightPlan", "PublishHook", "open_night"]
