@@ -13,13 +13,15 @@ import json
 import sys
 from pathlib import Path
 
+from agent_cl.config import Settings
 from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.gate import GateConfig
-from agent_cl.consolidation.sleep import SleepJob
+from agent_cl.consolidation.night import Night, NightPlan
 from agent_cl.memory.chroma import ChromaDemonstrationStore
 from agent_cl.memory.schema import Demonstration
+from agent_cl.models.adapters import validate_adapter_dir
 from agent_cl.serving.local_backend import LocalBackend
-from agent_cl.serving.registry import AdapterRegistry, validate_adapter_dir
+from agent_cl.serving.registry import AdapterRegistry
 from tests.conftest import HashEmbedder
 
 TENANT = "t"
@@ -54,24 +56,26 @@ def state(store, registry: AdapterRegistry, backend: LocalBackend) -> dict:
 
 def main() -> None:
     home, model_dir = Path(sys.argv[1]), Path(sys.argv[2])
-    store = ChromaDemonstrationStore.open(home / "store", embedder=HashEmbedder())
+    settings = Settings(home=home, model_dir=model_dir, torch_threads=1)
+    store = ChromaDemonstrationStore.open(settings.store_dir, embedder=HashEmbedder())
     store.add(seed_demonstrations())
-    registry = AdapterRegistry(home / "adapters")
+    night = Night(settings, NightPlan(method="sft", checkpoint_every=CHECKPOINT_EVERY), store)
+    registry = night.registry(TENANT)
     backend = LocalBackend(model_dir, torch_threads=1)
     current = registry.current()
     if current is not None:
         backend.swap(current.version, current.path)
     print(json.dumps({"before": state(store, registry, backend)}), flush=True)
-    job = SleepJob(
-        store=store,
-        registry=registry,
-        model_dir=model_dir,
+    job = night.job(
+        TENANT,
         config=ConsolidationConfig(method="sft", steps=STEPS, batch_size=2),
-        tenant=TENANT,
-        gate=GateConfig(min_new_skill_gain=-1.0, max_retention_drop=1.0, retention_items=4),
+        gate=GateConfig(
+            min_new_skill_gain=-1.0,
+            max_retention_drop=1.0,
+            retention_items=4,
+            max_kl_from_base=None,
+        ),
         on_publish=lambda v: backend.swap(v.version, v.path),
-        checkpoint_every=CHECKPOINT_EVERY,
-        torch_threads=1,
     )
     report = job.run()
     print(json.dumps({"report": report.to_dict()}, default=str), flush=True)

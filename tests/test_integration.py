@@ -27,7 +27,7 @@ def test_quick_loop_end_to_end_with_sft(embedded_model_dir, tmp_path):
     # The gate runs, but with retention unconstrained: SFT forgets (docs/results), and this test
     # is about the loop; test_sleep.py covers rejection.
     config = DemoConfig(
-        n_facts=8, method="sft", steps=16, retention_limit=24, max_retention_drop=1.0
+        n_facts=8, method="sft", steps=32, retention_limit=24, max_retention_drop=1.0
     )
     report = run_demo(settings, config, say=lambda m: None)
     json.dumps(report)  # the report is JSON-serialisable as `--json` writes it
