@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from filelock import FileLock, Timeout
 
+from agent_cl.config import validate_tenant
 from agent_cl.consolidation.candidate import CandidateModel
 from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.gate import (
@@ -116,8 +117,7 @@ class SleepJob:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.replay < 0:
             raise ValueError(f"replay must be >= 0, got {self.replay}")
-        if not self.tenant or not self.tenant.strip():
-            raise ValueError("tenant must not be empty")
+        validate_tenant(self.tenant)
         self.model_dir = Path(self.model_dir)
         root = Path(self.state_dir) if self.state_dir else self.registry.root / ".sleep"
         self.journal = Journal(root)

@@ -8,6 +8,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, field_validator
 
+from agent_cl.config import validate_tenant
+
 
 class DemoStatus(StrEnum):
     """Life cycle: pending -> claimed (by a sleep run) -> consolidated | rejected.
@@ -46,9 +48,14 @@ class Demonstration(BaseModel):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("tenant", "skill")
+    @field_validator("tenant")
     @classmethod
-    def _name(cls, value: str) -> str:
+    def _tenant(cls, value: str) -> str:
+        return validate_tenant(value)
+
+    @field_validator("skill")
+    @classmethod
+    def _skill(cls, value: str) -> str:
         if not value or not value.strip():
             raise ValueError("must not be empty")
         return value
