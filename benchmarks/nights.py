@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--facts-per-night", type=int, default=8)
     parser.add_argument("--method", default=None, help="default: the trainer's default recipe")
     parser.add_argument(
-        "--steps-per-demo", type=int, default=8, help="steps = this x demos (new + replayed)"
+        "--steps-per-demo", type=int, default=8, help="steps = this x (new + replayed) demos"
     )
     parser.add_argument("--replay", type=int, default=8, help="old demonstrations per night")
     parser.add_argument("--max-retention-drop", type=float, default=None)
@@ -42,7 +42,6 @@ def main() -> None:
     from agent_cl.consolidation.night import Night, NightPlan
     from agent_cl.evals.facts import build_facts
     from agent_cl.memory.chroma import ChromaDemonstrationStore
-    from agent_cl.memory.schema import DemoStatus
     from agent_cl.models.chat import task_message
     from agent_cl.models.provision import provision_embedded_model
     from agent_cl.serving.local_backend import LocalBackend
@@ -77,11 +76,9 @@ def main() -> None:
     for night_no in range(1, args.nights + 1):
         todays = facts[(night_no - 1) * args.facts_per_night : night_no * args.facts_per_night]
         store.add([f.demonstration() for f in todays])
-        replayable = len(store.list(tenant="default", status=DemoStatus.CONSOLIDATED))
-        demos = len(todays) + min(args.replay, replayable)
         plan = NightPlan(
             method=args.method or DEFAULT_METHOD,
-            steps=args.steps_per_demo * demos,
+            steps_per_demo=args.steps_per_demo,
             gate=not args.no_gate,
             max_retention_drop=args.max_retention_drop,
             replay=args.replay,
@@ -111,7 +108,7 @@ def main() -> None:
             "served_version": backend.adapter_version,
             "demonstrations": report.demonstrations,
             "replayed": report.replayed,
-            "steps": plan.consolidation().steps,
+            "steps": report.train.get("steps"),
             "sleep_seconds": seconds,
             "train_seconds": report.train.get("seconds"),
             "train_seconds_per_step": report.train.get("seconds_per_step"),

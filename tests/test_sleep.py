@@ -185,3 +185,15 @@ def test_one_sleep_per_tenant_at_a_time(tiny_model_dir, tmp_path, hash_embedder)
     with lock, pytest.raises(SleepAlreadyRunningError, match="already running"):
         job.run()
     assert job.run().status == "nothing_to_do"
+
+
+def test_steps_per_demo_sizes_the_night_from_its_claim(tiny_model_dir, tmp_path, hash_embedder):
+    store = InMemoryDemonstrationStore(hash_embedder)
+    store.add(demos(3))
+    registry = AdapterRegistry(tmp_path / "a")
+    report = night(store, registry, tiny_model_dir, steps_per_demo=2)
+    assert report.status == "published"
+    assert report.train["steps"] == 6 and len(report.train["history"]) == 6
+    assert registry.current().manifest["config"]["steps"] == 6
+    with pytest.raises(ValueError, match="steps_per_demo"):
+        SleepJob(store=store, registry=registry, model_dir=tiny_model_dir, steps_per_demo=0)

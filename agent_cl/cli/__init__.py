@@ -84,13 +84,18 @@ def demo(
         options["n_facts"] = facts
     with user_errors():
         config = DemoConfig.quick(**options) if quick else DemoConfig(**options)
-    total = config.consolidation().steps
     with progress_bar() as progress:
-        task = progress.add_task("training", total=total, visible=False)
+        task = progress.add_task("training", total=None, visible=False)
 
         def on_step(record) -> None:
-            label = f"training ({record.step}/{total}, loss {record.loss:.3f})"
-            progress.update(task, completed=record.step, visible=True, description=label)
+            label = f"training ({record.step}/{record.total_steps}, loss {record.loss:.3f})"
+            progress.update(
+                task,
+                total=record.total_steps,
+                completed=record.step,
+                visible=True,
+                description=label,
+            )
 
         report = run_demo(
             settings, config, say=lambda m: progress.console.print(f"• {m}"), on_step=on_step
@@ -202,10 +207,12 @@ def sleep(
     night = _night(
         settings, method, steps, gate, max_retention_drop, replay, checkpoint_every, server
     )
-    total = night.plan.consolidation().steps
     with progress_bar() as progress:
-        task = progress.add_task("training", total=total)
-        on_step = lambda record: progress.update(task, completed=record.step)  # noqa: E731
+        task = progress.add_task("training", total=None)
+
+        def on_step(record) -> None:
+            progress.update(task, total=record.total_steps, completed=record.step)
+
         reports = night.run(only=tenant, on_step=on_step)
     if not reports:
         console.print("nothing to consolidate: no pending demonstrations")

@@ -34,7 +34,8 @@ class NightPlan:
     """What each night does; validated on construction, before any model loads."""
 
     method: str = DEFAULT_METHOD
-    steps: int | None = None  # None: the consolidation config's default
+    steps: int | None = None  # None: `steps_per_demo` x the demonstrations the night claims
+    steps_per_demo: int = 8  # the budget the default recipe was measured at
     gate: bool = True
     max_retention_drop: float | None = None  # None: GateConfig's default
     replay: int = 0  # consolidated demonstrations mixed into each night's training
@@ -44,6 +45,8 @@ class NightPlan:
     def __post_init__(self) -> None:
         if self.replay < 0:
             raise ValueError(f"replay must be >= 0, got {self.replay}")
+        if self.steps_per_demo < 1:
+            raise ValueError(f"steps_per_demo must be >= 1, got {self.steps_per_demo}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         self.consolidation()
@@ -112,6 +115,7 @@ class Night:
             "torch_threads": self.settings.torch_threads,
             "checkpoint_every": self.plan.checkpoint_every,
             "replay": self.plan.replay,
+            "steps_per_demo": None if self.plan.steps is not None else self.plan.steps_per_demo,
         }
         unknown = set(overrides) - {f.name for f in dataclasses.fields(SleepJob)}
         if unknown:

@@ -12,6 +12,7 @@ unfinished run from there (training from its last checkpoint) instead of startin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -111,12 +112,18 @@ class SleepJob:
     checkpoint_every: int = 8
     replay: int = 0  # consolidated demonstrations mixed into each night's training
     continue_from_current: bool = True  # adapter N+1 starts from adapter N
+    # When set, the night trains this many steps per demonstration it claimed (replayed ones
+    # included) instead of `config.steps`: the default recipe was measured at 8 (32 passes
+    # over each demonstration at batch 4), and a night with more work needs more steps.
+    steps_per_demo: int | None = None
 
     def __post_init__(self) -> None:
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.replay < 0:
             raise ValueError(f"replay must be >= 0, got {self.replay}")
+        if self.steps_per_demo is not None and self.steps_per_demo < 1:
+            raise ValueError(f"steps_per_demo must be >= 1, got {self.steps_per_demo}")
         validate_tenant(self.tenant)
         self.model_dir = Path(self.model_dir)
         root = Path(self.state_dir) if self.state_dir else self.registry.root / ".sleep"
@@ -220,7 +227,7 @@ class SleepJob:
         replayed = self.store.get(entry.replay_ids) if entry.replay_ids else []
         init = self.registry.get(entry.init_version).path if entry.init_version else None
         trainer = ConsolidationTrainer(
-            self.model_dir, self.config, torch_threads=self.torch_threads, init_adapter=init
+            self.model_dir, self._config(entry), torch_threads=self.torch_threads, init_adapter=init
         )
         self._candidate = trainer.candidate()
         gate = self._make_gate(demos)
@@ -297,7 +304,7 @@ class SleepJob:
                     "base_model_sha256": (read_manifest(self.model_dir) or {}).get(
                         "weights_sha256"
                     ),
-                    "config": self.config.to_dict(),
+                    "config": self._config(entry).to_dict(),
                     "demonstration_ids": entry.demonstration_ids,
                     "replay_ids": entry.replay_ids,
                     "gate": {k: v for k, v in entry.gate.items() if k != "checks"},
@@ -342,6 +349,14 @@ class SleepJob:
         # trained on); otherwise the demonstrations' own questions, asked without them.
         items = list(self.held_out) or demonstration_items(demos)
         return Gate(self.gate, items, self.retention)
+
+    def _config(self, entry: JournalEntry) -> ConsolidationConfig:
+        """The night's training config: `steps_per_demo` fixes the length from the claim (the
+        journal keeps the ids, so a resumed run trains exactly as long)."""
+        if self.steps_per_demo is None:
+            return self.config
+        n = len(entry.demonstration_ids) + len(entry.replay_ids)
+        return dataclasses.replace(self.config, steps=self.steps_per_demo * n)
 
     def _score(self, gate: Gate, candidate: CandidateModel) -> GateScores:
         tokens = gate.config.max_new_tokens

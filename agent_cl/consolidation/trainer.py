@@ -63,6 +63,7 @@ class StepRecord:
     kl_answer_tokens: float | None = None
     kl_other_tokens: float | None = None
     samples_with_answer: float | None = None
+    total_steps: int = 0  # the run's length, for progress displays
 
 
 @dataclass
@@ -354,7 +355,7 @@ class ConsolidationTrainer:
 
     def _step(self, batch, ema, rng, step: int) -> StepRecord:
         cfg = self.config
-        record = StepRecord(step, 0.0, 0.0)
+        record = StepRecord(step, 0.0, 0.0, total_steps=cfg.steps)
         warming_up = step <= cfg.sft_warmup_steps
         weights = {
             "sft": cfg.sft_weight or (1.0 if warming_up else 0.0),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_cl.config import Settings
-from agent_cl.consolidation.config import DEFAULT_METHOD, ConsolidationConfig
+from agent_cl.consolidation.config import DEFAULT_METHOD
 from agent_cl.consolidation.gate import GateItem, retention_items
 from agent_cl.consolidation.night import Night, NightPlan
 from agent_cl.consolidation.sleep import SleepReport
@@ -83,18 +83,15 @@ class DemoConfig:
         return cls(**{"n_facts": 16, **overrides})
 
     def night_plan(self) -> NightPlan:
-        """Each demonstration is seen 32 times (8 steps of 4 per fact): the budget at which
-        the default recipe learned 16 facts without forgetting (consolidation.md)."""
+        """Without `steps`, the night's default: 8 steps per logged demonstration (32 passes
+        at batch 4), the budget the default recipe was measured at (consolidation.md)."""
         return NightPlan(
             method=self.method,
-            steps=self.steps or 8 * self.n_facts,
+            steps=self.steps,
             gate=self.gate,
             max_retention_drop=self.max_retention_drop,
             seed=self.seed,
         )
-
-    def consolidation(self) -> ConsolidationConfig:
-        return self.night_plan().consolidation()
 
 
 Progress = Callable[[str], None]
@@ -199,7 +196,8 @@ class DemoRun:
     def night(self, on_step) -> SleepReport:
         """The sleep job consolidates the demonstrations, gated, and hot-swaps the backend."""
         plan = self.config.night_plan()
-        self.say(f"night: sleep job ({plan.method}, {plan.consolidation().steps} steps)")
+        length = f"{plan.steps} steps" if plan.steps else f"{plan.steps_per_demo} steps per demo"
+        self.say(f"night: sleep job ({plan.method}, {length})")
         # The gate scores exactly the day-2 evaluations (same prompts and answer length), so
         # its "after" predicts day 2 and its decision is the one the served numbers would give.
         held_out = [
