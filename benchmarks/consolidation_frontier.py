@@ -28,16 +28,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from frontier_report import KEYS, merge, plot  # noqa: E402  (the one table/plot code)
+
 DEFAULT_METHODS = "sft,sft_kl,sdft"
-MEAN_KEYS = (
-    "new_skill_acc",
-    "retention",
-    "retention_full",
-    "kl_from_base",
-    "leaks",
-    "seconds_per_step",
-    "peak_rss_mb",
-)
 
 
 def skill_suite(skill: str, n: int, seed: int):
@@ -269,40 +263,6 @@ def child(args, entry: dict | None = None, *extra: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def plot(summary: dict, path: Path) -> None:
-    try:
-        import matplotlib
-    except ImportError:
-        print("no plot: matplotlib is missing (pip install -e '.[bench]')")
-        return
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 6))
-    base = summary["baseline"]
-    ax.axhline(base["teacher_acc"], color="grey", ls="--", lw=1, label="in-context teacher")
-    ax.axhline(0.75, color="grey", ls=":", lw=1, label="bar: 0.75 new skill")
-    ax.axvline(base["retention"] - 0.03, color="tab:red", ls=":", lw=1, label="bar: -3 pts")
-    for label, m in summary["means"].items():
-        ax.scatter(m["retention"], m["new_skill_acc"], s=36)
-        ax.annotate(
-            label,
-            (m["retention"], m["new_skill_acc"]),
-            fontsize=7,
-            xytext=(4, 3),
-            textcoords="offset points",
-        )
-    ax.set_xlabel(f"robust retention ({base['n_retention']} items)")
-    ax.set_ylabel("new-skill accuracy, no context (held-out paraphrases)")
-    ax.set_title(f"{summary['skill']}: {summary['facts']} items")
-    ax.legend(loc="lower left", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-
-
 def run_grid(args, entries: list[dict], summary: dict, out: Path) -> None:
     """Run grid entries `args.parallel` at a time; start none after `args.deadline` seconds."""
     started = time.monotonic()
@@ -390,7 +350,10 @@ def main() -> None:
     summary = with_means(summary)
     out.write_text(json.dumps(summary, indent=1))
     if summary["runs"]:
-        plot(summary, Path(args.plot) if args.plot else out.with_suffix(".png"))
+        try:
+            plot(merge([out]), Path(args.plot) if args.plot else out.with_suffix(".png"))
+        except ImportError:
+            print("no plot: matplotlib is missing (pip install -e '.[bench]')")
     print(f"wrote {out}")
 
 
@@ -398,7 +361,7 @@ def with_means(summary: dict) -> dict:
     means: dict[str, dict] = {}
     for label in dict.fromkeys(r["label"] for r in summary["runs"]):
         runs = [r for r in summary["runs"] if r["label"] == label]
-        means[label] = {key: statistics.mean(r[key] for r in runs) for key in MEAN_KEYS}
+        means[label] = {key: statistics.mean(r[key] for r in runs) for key in KEYS}
         means[label]["seeds"] = len(runs)
         if len(runs) > 1:
             for key in ("new_skill_acc", "retention"):
