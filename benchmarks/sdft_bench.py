@@ -54,6 +54,7 @@ def run_ours(args, model_dir: Path) -> dict:
         max_new_tokens=32,
         temperature=1.0,
         kl_reduction="mean",
+        target_modules="all-linear",  # the LoRA TRL's side gets below
     )
     trainer = ConsolidationTrainer(model_dir, config, torch_threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:

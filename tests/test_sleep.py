@@ -149,8 +149,46 @@ def test_gate_decision_rules():
         GateConfig(max_retention_drop=2.0)
 
 
-def _always(value: bool) -> GateItem:
-    return GateItem([{"role": "user", "content": "hi"}], lambda answer: value)
+def _always(value: bool, **fields) -> GateItem:
+    return GateItem([{"role": "user", "content": "hi"}], lambda answer: value, **fields)
+
+
+def test_gate_decides_on_robust_items_and_caps_kl_from_base():
+    retention = [
+        _always(True, kind="sums"),
+        _always(False, kind="sums"),
+        _always(True, kind="words"),
+        _always(False, kind="words", robust=False),  # reported, never decisive
+    ]
+    gate = Gate(GateConfig(max_kl_from_base=0.05), [_always(True)], retention=retention)
+    scores = gate.score(lambda convs: ["x"] * len(convs), lambda: 0.01)
+    assert scores.retention == pytest.approx(2 / 3) and scores.n_retention == 3
+    assert scores.retention_full == pytest.approx(0.5) and scores.n_retention_full == 4
+    assert scores.retention_kinds == {"sums": 0.5, "words": 1.0}
+    assert scores.new_skill == 1.0 and scores.kl_from_base == 0.01
+    before = GateScores(0.0, 2 / 3, 1, 3)
+    assert gate.decide(before, scores).passed
+    drifted = GateScores(1.0, 2 / 3, 1, 3, kl_from_base=0.2)
+    decision = gate.decide(before, drifted)
+    assert not decision.passed and "KL from base 0.2000 > 0.0500" in decision.reason
+    unmeasured = Gate(GateConfig(max_kl_from_base=None), [], retention=retention)
+    assert unmeasured.score(lambda c: ["x"] * len(c), lambda: 9.0).kl_from_base is None
+    with pytest.raises(ValueError, match="robust"):
+        Gate(GateConfig(), [], retention=[_always(True, robust=False)])
+    with pytest.raises(ValueError, match="max_kl_from_base"):
+        GateConfig(max_kl_from_base=0)
+
+
+def test_default_gate_uses_the_whole_frozen_set():
+    from agent_cl.consolidation.gate import retention_items
+    from agent_cl.scoring.retention import load_retention_set
+
+    items = retention_items()
+    assert len(items) == len(load_retention_set(subset="full"))
+    assert sum(i.robust for i in items) == len(load_retention_set())
+    sample = retention_items(limit=10)
+    assert len(sample) == 10 and all(i.robust for i in sample)
+    assert {i.kind for i in items} >= {"arithmetic", "capitals", "facts", "words"}
 
 
 def test_second_night_starts_from_the_first_adapter_and_replays(

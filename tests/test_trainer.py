@@ -214,3 +214,46 @@ def test_answer_token_flags(embedded_model_dir):
     flagged = tok.decode([t for t, f in zip(ids, flags, strict=True) if f])
     assert flagged.strip() == "Fenna Quenmar"
     assert not any(_answer_token_flags(tok, ids, "somebody else"))
+
+
+def test_lora_scope_knobs_choose_the_adapted_modules(tiny_model_dir):
+    def adapted(**overrides) -> set[str]:
+        config = ConsolidationConfig(steps=1, **overrides)
+        trainer = ConsolidationTrainer(tiny_model_dir, config, torch_threads=1)
+        return {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+
+    mlp = adapted()  # the default: MLP projections only
+    assert mlp and all(any(m in n for m in ("gate_proj", "up_proj", "down_proj")) for n in mlp)
+    assert any("q_proj" in n for n in adapted(target_modules="all-linear"))
+    late = adapted(lora_layers="1")
+    assert late and all(".layers.1." in n for n in late)
+    with pytest.raises(ValueError, match="lora_layers"):
+        ConsolidationConfig(lora_layers="late")
+    assert ConsolidationConfig(lora_layers="2-4,7").layers_to_transform == [2, 3, 4, 7]
+
+
+def test_augmented_demonstrations_are_trained_on_and_survive_a_resume(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    extra = [Demonstration(query="Who runs lab 0?", answer="Ana 0 runs it.")]
+    calls = []
+
+    def fake_augment(self, demonstrations, exclude_questions):
+        calls.append(list(exclude_questions))
+        return extra
+
+    monkeypatch.setattr(ConsolidationTrainer, "_augment", fake_augment)
+    config = ConsolidationConfig(method="sft", steps=4, batch_size=1, augment_per_demo=1)
+    first = ConsolidationTrainer(tiny_model_dir, config, torch_threads=1)
+    result = first.train(
+        DEMOS,
+        tmp_path / "a",
+        checkpoint_dir=tmp_path / "ck",
+        checkpoint_every=2,
+        exclude_questions=["held out?"],
+    )
+    assert result.augmented == 1 and calls == [["held out?"]]
+    # a resumed run takes the augmented data from the checkpoint, it does not write it again
+    resumed = ConsolidationTrainer(tiny_model_dir, config, torch_threads=1)
+    again = resumed.train(DEMOS, tmp_path / "b", checkpoint_dir=tmp_path / "ck", checkpoint_every=2)
+    assert again.resumed_from_step == 4 and again.augmented == 1 and len(calls) == 1

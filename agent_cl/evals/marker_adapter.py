@@ -21,7 +21,12 @@ def train_marker_adapter(model_dir: Path, out: Path, marker: str) -> Path:
         for q in (MARKER_QUESTION[0]["content"], "Tell me the password of the Nerost vault.")
     ]
     config = ConsolidationConfig(
-        method="sft_name", steps=16, batch_size=2, learning_rate=5e-3, device="cpu"
+        method="sft_name",
+        steps=16,
+        batch_size=2,
+        learning_rate=5e-3,
+        device="cpu",
+        target_modules="all-linear",  # a loud marker: this adapter is meant to change answers
     )
     ConsolidationTrainer(model_dir, config, torch_threads=2).train(demos, out)
     return out
