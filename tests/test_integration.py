@@ -11,7 +11,7 @@ import json
 import pytest
 
 from agent_cl.config import Settings
-from agent_cl.consolidation.config import ConsolidationConfig
+from agent_cl.consolidation.config import DEFAULT_METHOD, ConsolidationConfig
 from agent_cl.consolidation.sleep import run_sleep
 from agent_cl.evals.demo import REPORT_KEYS, DemoConfig, run_demo
 from agent_cl.evals.facts import build_facts
@@ -22,29 +22,29 @@ from agent_cl.serving.registry import AdapterRegistry
 pytestmark = pytest.mark.slow
 
 
-def test_quick_loop_end_to_end_with_sft(embedded_model_dir, tmp_path):
+def test_quick_loop_end_to_end_with_the_default_recipe(embedded_model_dir, tmp_path):
     settings = Settings(home=tmp_path, model_dir=embedded_model_dir)
-    # The gate runs, but with retention unconstrained: SFT forgets (docs/results), and this test
-    # is about the loop; test_sleep.py covers rejection.
-    config = DemoConfig(
-        n_facts=8, method="sft", steps=32, retention_limit=24, max_retention_drop=1.0
-    )
+    # The default recipe and night length on 8 facts; the gate runs with its KL ceiling, but
+    # retention is scored on a 24-item sample (one flip = 4 points), so its drop is not
+    # constrained here: the full-set decision is measured in docs/results/consolidation.md.
+    config = DemoConfig(n_facts=8, retention_limit=24, max_retention_drop=1.0)
     report = run_demo(settings, config, say=lambda m: None)
     json.dumps(report)  # the report is JSON-serialisable as `--json` writes it
     assert set(REPORT_KEYS) <= set(report)
-    assert report["method"] == "sft"
+    assert report["method"] == DEFAULT_METHOD and report["gate_passed"] is True
+    assert report["train_steps"] == 8 * report["demonstrations_logged"]
     assert report["adapter_version"] == 1 and report["served_adapter_version"] == 1
     assert report["demonstrations_logged"] >= 4  # the in-context agent solves most tasks
     assert report["before_acc"] <= 0.1  # invented facts: the base cannot know them
     assert report["teacher_acc"] >= 0.6
     assert report["answers_changed"] > 0  # the hot-swapped adapter is live
-    assert report["after_acc"] > report["before_acc"]  # SFT on 8 facts learns some of them
+    assert report["after_acc"] > report["before_acc"]  # the night learned some of the facts
     assert report["prompt_tokens_after"] < report["prompt_tokens_text_memory"]
     # the gate scored the in-memory candidate exactly as day 2 scores the served model
     assert report["gate"] == "passed", report["gate_reason"]
     assert report["candidate"]["new_skill_acc"] == report["after_acc"]
     assert report["candidate"]["retention"] == report["retention_after"]
-    assert report["candidate"]["kl_from_base"] >= 0.0
+    assert 0.0 < report["candidate"]["kl_from_base"] < 0.05  # the gate's ceiling
     registry = AdapterRegistry(tmp_path / "demo" / "adapters" / "demo")
     assert registry.current().version == 1
     store = ChromaDemonstrationStore.open(tmp_path / "demo" / "store")
