@@ -69,19 +69,21 @@ def skill_suite(skill: str, n: int, seed: int):
 
 def model_dir():
     from agent_cl.config import Settings
-    from agent_cl.models.provision import provision_embedded_model
+    from agent_cl.models.provision import provisioned_model_dir
 
     settings = Settings.load()
-    if settings.model_dir is not None:
-        return settings, settings.model_dir
-    return settings, provision_embedded_model(settings.models_dir).path
+    return settings, provisioned_model_dir(settings.model_dir, settings.models_dir)
 
 
 def retention_scores(generate, *, pool: bool) -> dict:
     """Robust and full retention, per kind, and (with `pool`) per-item results on the whole
     candidate pool so a later fixture can rescore the run without rerunning it."""
     from agent_cl.models.chat import task_message
-    from agent_cl.scoring.retention import candidate_pool, kind_scores, load_retention_set, score
+    from agent_cl.scoring.retention import (
+        candidate_pool,
+        load_retention_set,
+        retention_breakdown,
+    )
 
     full = load_retention_set(subset="full")
     robust_ids = {i.item_id for i in load_retention_set(subset="robust")}
@@ -93,11 +95,7 @@ def retention_scores(generate, *, pool: bool) -> dict:
     by_id = dict(zip((i.item_id for i in items), answers, strict=True))
     robust = [i for i in full if i.item_id in robust_ids]
     out = {
-        "retention": score(robust, [by_id[i.item_id] for i in robust]),
-        "retention_full": score(full, [by_id[i.item_id] for i in full]),
-        "retention_kinds": kind_scores(robust, [by_id[i.item_id] for i in robust]),
-        "n_retention": len(robust),
-        "n_retention_full": len(full),
+        **retention_breakdown(full, [i.is_correct(by_id[i.item_id]) for i in full]),
         "retention_failures": {
             i.item_id: by_id[i.item_id] for i in robust if not i.is_correct(by_id[i.item_id])
         },
@@ -194,6 +192,7 @@ def baseline(args) -> dict:
     from agent_cl.consolidation.trainer import resolve_device
     from agent_cl.models.chat import (
         generate_batch,
+        generation_batch_size,
         load_causal_lm,
         load_tokenizer,
         set_torch_threads,
@@ -206,10 +205,9 @@ def baseline(args) -> dict:
     )
     device, dtype = resolve_device(cfg.device, cfg.dtype)
     tok, lm = load_tokenizer(path), load_causal_lm(path, dtype=dtype).to(device)
-    batch = 64 if device.type == "cuda" else 16
 
     def generate(convs):
-        return generate_batch(lm, tok, convs, batch_size=batch)
+        return generate_batch(lm, tok, convs, batch_size=generation_batch_size(device))
 
     _, held_out, _ = skill_suite(args.skill, args.facts, args.data_seed)
 

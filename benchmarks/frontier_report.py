@@ -32,34 +32,29 @@ KEYS = (
 BAR_NEW, BAR_DROP = 0.75, 0.03
 
 
-def rescore(run: dict, full, robust) -> dict:
+def rescore(run: dict, full) -> dict:
     """Robust/full/per-kind retention from the run's per-item pool results."""
-    pool = run["pool_correct"]
-    kinds: dict[str, list[bool]] = defaultdict(list)
-    for item in robust:
-        kinds[item.kind].append(pool[item.item_id])
+    from agent_cl.scoring.retention import retention_breakdown
+
+    hits = [run["pool_correct"][item.item_id] for item in full]
     out = {k: v for k, v in run.items() if k != "pool_correct"}
-    out["retention"] = sum(pool[i.item_id] for i in robust) / len(robust)
-    out["retention_full"] = sum(pool[i.item_id] for i in full) / len(full)
-    out["retention_kinds"] = {k: sum(v) / len(v) for k, v in sorted(kinds.items())}
-    out["n_retention"], out["n_retention_full"] = len(robust), len(full)
-    return out
+    return {**out, **retention_breakdown(full, hits)}
 
 
 def merge(paths: list[Path]) -> dict:
     from agent_cl.scoring.retention import load_retention_set
 
-    full, robust = load_retention_set(subset="full"), load_retention_set(subset="robust")
+    full = load_retention_set(subset="full")
     runs, baseline = [], None
     for path in paths:
         data = json.loads(path.read_text())
         base = data.get("baseline", {})
         if "pool_correct" in base:
-            base = rescore(base, full, robust)
+            base = rescore(base, full)
         if baseline is None and "teacher_acc" in base and "retention_full" in base:
             baseline = base
         for run in data["runs"]:
-            run = rescore(run, full, robust) if "pool_correct" in run else dict(run)
+            run = rescore(run, full) if "pool_correct" in run else dict(run)
             run["device"] = run["config"].get("device", "cpu").replace("auto", "cpu")
             run["source"] = path.name
             runs.append(run)

@@ -43,11 +43,12 @@ def main() -> None:
     from agent_cl.evals.facts import build_facts
     from agent_cl.memory.chroma import ChromaDemonstrationStore
     from agent_cl.models.chat import task_message
-    from agent_cl.models.provision import provision_embedded_model
+    from agent_cl.models.provision import provisioned_model_dir
+    from agent_cl.scoring.retention import retention_breakdown
     from agent_cl.serving.local_backend import LocalBackend
 
     base = Settings.load()
-    model_dir = base.model_dir or provision_embedded_model(base.models_dir).path
+    model_dir = provisioned_model_dir(base.model_dir, base.models_dir)
     settings = Settings(
         home=Path(tempfile.mkdtemp(prefix="agent-cl-nights-")),
         model_dir=model_dir,
@@ -66,9 +67,8 @@ def main() -> None:
         return [i.is_correct(a) for i, a in zip(items, answers, strict=True)]
 
     def retention_now() -> dict[str, float]:
-        hits = served(retention)
-        robust = [ok for it, ok in zip(retention, hits, strict=True) if it.robust]
-        return {"robust": sum(robust) / len(robust), "full": sum(hits) / len(hits)}
+        scores = retention_breakdown(retention, served(retention))
+        return {"robust": scores["retention"], "full": scores["retention_full"]}
 
     start_retention = retention_now()
     print(json.dumps({"base_retention": start_retention}), flush=True)

@@ -171,12 +171,10 @@ def wide_anchor_prompts(seed: int = 0) -> list[str]:
 
 
 def anchor_prompts(pool: str, seed: int = 0) -> list[str]:
-    """The named anchor pool."""
-    if pool == "general":
-        return default_anchor_prompts(seed)
-    if pool == "wide":
-        return wide_anchor_prompts(seed)
-    raise ValueError(f"anchor_pool must be 'general' or 'wide', got {pool!r}")
+    """The named anchor pool (ANCHOR_POOLS)."""
+    if pool not in ANCHOR_POOLS:
+        raise ValueError(f"anchor_pool must be one of {', '.join(ANCHOR_POOLS)}; got {pool!r}")
+    return ANCHOR_POOLS[pool](seed)
 
 
 def default_anchor_prompts(seed: int = 0) -> list[str]:
@@ -195,3 +193,6 @@ def default_anchor_prompts(seed: int = 0) -> list[str]:
     ]
     prompts += _TRIVIA
     return list(dict.fromkeys(prompts))  # stable order, no duplicates
+
+
+ANCHOR_POOLS = {"general": default_anchor_prompts, "wide": wide_anchor_prompts}

@@ -19,6 +19,7 @@ from agent_cl.consolidation.sequences import completion_logits, prompt_ids, samp
 from agent_cl.models.chat import (
     ChatMessage,
     generate_batch,
+    generation_batch_size,
     load_causal_lm,
     load_tokenizer,
     render_prompt,
@@ -56,8 +57,8 @@ class CandidateModel:
         chosen, dtype = resolve_device(device, dtype)
         base = load_causal_lm(Path(model_dir), dtype=dtype).to(chosen)
         model = PeftModel.from_pretrained(base, adapter_dir)
-        batch = 64 if chosen.type == "cuda" else 16
-        return cls(model, load_tokenizer(Path(model_dir)), batch_size=batch)
+        tokenizer = load_tokenizer(Path(model_dir))
+        return cls(model, tokenizer, batch_size=generation_batch_size(chosen))
 
     @property
     def device(self) -> torch.device:

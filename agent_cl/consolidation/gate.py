@@ -16,7 +16,6 @@ Full retention and per-kind scores are recorded beside it, so a report shows whe
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import ChatMessage, task_message
 from agent_cl.scoring.matching import answer_matches
+from agent_cl.scoring.retention import retention_breakdown
 
 Generate = Callable[[list[list[ChatMessage]]], list[str]]
 KLProbe = Callable[[], float]
@@ -147,20 +147,11 @@ class Gate:
         answers = generate([item.conversation for item in items])
         hits = [item.is_correct(a) for item, a in zip(items, answers, strict=True)]
         new, kept = hits[: len(self.new_skill)], hits[len(self.new_skill) :]
-        robust = [ok for item, ok in zip(self.retention, kept, strict=True) if item.robust]
-        kinds: dict[str, list[bool]] = defaultdict(list)
-        for item, ok in zip(self.retention, kept, strict=True):
-            if item.robust:
-                kinds[item.kind or "retention"].append(ok)
         measure_kl = kl_from_base is not None and self.config.max_kl_from_base is not None
         return GateScores(
             new_skill=sum(new) / len(new) if new else None,
-            retention=sum(robust) / len(robust),
             n_new_skill=len(new),
-            n_retention=len(robust),
-            retention_full=sum(kept) / len(kept),
-            n_retention_full=len(kept),
-            retention_kinds={k: sum(v) / len(v) for k, v in sorted(kinds.items())},
+            **retention_breakdown(self.retention, kept),
             kl_from_base=kl_from_base() if measure_kl else None,
         )
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from filelock import FileLock, Timeout
 
-from agent_cl.config import validate_tenant
+from agent_cl.config import TenantPaths, validate_tenant
 from agent_cl.consolidation.candidate import CandidateModel
 from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.gate import (
@@ -126,8 +126,8 @@ class SleepJob:
             raise ValueError(f"steps_per_demo must be >= 1, got {self.steps_per_demo}")
         validate_tenant(self.tenant)
         self.model_dir = Path(self.model_dir)
-        root = Path(self.state_dir) if self.state_dir else self.registry.root / ".sleep"
-        self.journal = Journal(root)
+        root = self.state_dir or self.registry.root / TenantPaths.SLEEP_DIR
+        self.journal = Journal(Path(root))
         self._candidate: CandidateModel | None = None
 
     # -- entry point -----------------------------------------------------------------------

@@ -39,6 +39,7 @@ from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import (
     ChatMessage,
     generate_batch,
+    generation_batch_size,
     load_causal_lm,
     load_tokenizer,
     render_prompt,
@@ -179,8 +180,7 @@ class ConsolidationTrainer:
             raise ValueError("the anchor/replay terms need at least one general prompt")
         self._base_answers: list[list[int]] | None = None
         self.augmented: list[Demonstration] = []
-        # Sequences per generate call: 16 suits 2 CPU cores; a GPU takes far more at once.
-        self.generate_batch_size = 64 if self.device.type == "cuda" else 16
+        self.generate_batch_size = generation_batch_size(self.device)
 
     # -- data path (sequences.py) -----------------------------------------------------------
     def _prompt_ids(self, conversations: Sequence[Sequence[ChatMessage]]) -> list[list[int]]:

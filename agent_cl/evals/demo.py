@@ -28,7 +28,8 @@ from agent_cl.graphs.agent import build_agent, task_messages
 from agent_cl.memory.chroma import ChromaDemonstrationStore
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import count_prompt_tokens
-from agent_cl.models.provision import provision_embedded_model
+from agent_cl.models.provision import provisioned_model_dir
+from agent_cl.scoring.retention import retention_breakdown
 from agent_cl.serving.chat_model import BackendChatModel, to_chat_messages
 from agent_cl.serving.local_backend import LocalBackend
 
@@ -121,7 +122,7 @@ class DemoRun:
         self.config = config
         self.say = say
         # The demo's own scratch home, tenant and registry; the model stays where it is.
-        model_dir = settings.model_dir or provision_embedded_model(settings.models_dir).path
+        model_dir = provisioned_model_dir(settings.model_dir, settings.models_dir)
         home = settings.home / "demo"
         shutil.rmtree(home, ignore_errors=True)
         self.settings = dataclasses.replace(settings, home=home, tenant=TENANT, model_dir=model_dir)
@@ -176,8 +177,8 @@ class DemoRun:
         """Robust and full retention of the served model, the gate's items and answer length."""
         answers = self.served([item.conversation for item in self.retention])
         hits = [item.is_correct(a) for item, a in zip(self.retention, answers, strict=True)]
-        robust = [ok for item, ok in zip(self.retention, hits, strict=True) if item.robust]
-        return {"robust": sum(robust) / len(robust), "full": sum(hits) / len(hits)}
+        scores = retention_breakdown(self.retention, hits)
+        return {"robust": scores["retention"], "full": scores["retention_full"]}
 
     def before_sleep(self) -> dict[str, Any]:
         self.say(f"before sleep: {len(self.held_out)} held-out paraphrases, no note in context")
@@ -204,9 +205,13 @@ class DemoRun:
             GateItem(to_chat_messages(task_messages(q)), fact.is_correct, kind="facts")
             for fact, q in self.held_out
         ]
+        gate = plan.gate_config()
+        if gate is not None:  # the gate answers as long as day 2's served evaluation does
+            gate = dataclasses.replace(gate, max_new_tokens=self.config.max_new_tokens)
         night = Night(self.settings, plan, self.store)
         report = night.job(
             TENANT,
+            gate=gate,
             held_out=held_out,
             retention=self.retention,
             on_publish=lambda v: self.backend.swap(v.version, v.path),

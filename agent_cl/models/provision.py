@@ -167,6 +167,12 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fh.fileno())
 
 
+def provisioned_model_dir(model_dir: Path | None, models_dir: Path) -> Path:
+    """`model_dir` when one is configured, else the embedded model, provisioned if needed
+    (for the demo and benchmarks, which may run before `agent-cl init`)."""
+    return Path(model_dir) if model_dir is not None else provision_embedded_model(models_dir).path
+
+
 def resolve_model_dir(model_dir: Path | None, models_dir: Path) -> Path:
     """The directory a backend or trainer should load, with a clear error when it is missing."""
     path = model_dir or embedded_model_dir(models_dir)

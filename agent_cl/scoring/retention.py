@@ -208,6 +208,31 @@ def score(items: Sequence[RetentionItem], outputs: Sequence[str]) -> float:
     return sum(it.is_correct(o) for it, o in zip(items, outputs, strict=True)) / len(items)
 
 
+def retention_breakdown(items: Sequence[Any], hits: Sequence[bool]) -> dict[str, Any]:
+    """Robust and full accuracy and robust per-kind accuracy from per-item results.
+
+    `items` carry `.robust` and `.kind` (RetentionItem, or the gate's GateItem); the keys match
+    the gate's GateScores fields, so the gate, the demo, the nights benchmark and the frontier
+    all report retention the same way.
+    """
+    if not items or len(items) != len(hits):
+        raise ValueError(f"need one result per item, got {len(hits)} for {len(items)}")
+    robust = [ok for item, ok in zip(items, hits, strict=True) if item.robust]
+    if not robust:
+        raise ValueError("no robust retention item among the results")
+    kinds: dict[str, list[bool]] = defaultdict(list)
+    for item, ok in zip(items, hits, strict=True):
+        if item.robust:
+            kinds[item.kind or "retention"].append(ok)
+    return {
+        "retention": sum(robust) / len(robust),
+        "n_retention": len(robust),
+        "retention_full": sum(hits) / len(hits),
+        "n_retention_full": len(hits),
+        "retention_kinds": {k: sum(v) / len(v) for k, v in sorted(kinds.items())},
+    }
+
+
 def kind_scores(items: Sequence[RetentionItem], outputs: Sequence[str]) -> dict[str, float]:
     """Accuracy per kind: where forgetting happens, not only how much."""
     hits: dict[str, list[bool]] = defaultdict(list)
