@@ -72,6 +72,13 @@ class Settings:
         default=16, metadata={"help": "largest LoRA rank published (and served by vLLM)"}
     )
     adapter_keep: int = field(default=10, metadata={"help": "versions kept on disk for rollback"})
+    store_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "Chroma server shared by several processes (`agent-cl memory serve`); "
+            "default: the embedded store in <home>/store, one process at a time"
+        },
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -84,6 +91,10 @@ class Settings:
             raise ConfigError(f"adapter_max_rank must be >= 1, got {self.adapter_max_rank}")
         if self.adapter_keep < 1:
             raise ConfigError(f"adapter_keep must be >= 1, got {self.adapter_keep}")
+        if self.store_url is not None and not self.store_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"store_url must start with http:// or https://, got {self.store_url!r}"
+            )
 
     @property
     def models_dir(self) -> Path:

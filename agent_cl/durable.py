@@ -1,13 +1,35 @@
-"""Writes that survive a crash at any instant: readers see the old file or the new, never half.
+"""Files that survive a crash at any instant and a bad byte: readers see the old version or the
+new, never half of one, and a file that was damaged anyway fails with its name and the fix.
 
-Shared by the adapter registry (`CURRENT`) and the sleep job's journal.
+The one place that writes durable state: the adapter registry (versions, `CURRENT`), the sleep
+job's journal and training checkpoints, the provisioned model and merged models. Also the
+cross-process locks (one sleep or rollback per tenant, one writer per embedded store).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
+
+from filelock import FileLock, Timeout
+
+
+class CorruptFileError(RuntimeError):
+    """A durable file cannot be read; the message names it and how to fix it."""
+
+    def __init__(self, path: Path, problem: str, fix: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{path} is corrupt ({problem}); {fix}")
+
+
+class LockedError(RuntimeError):
+    """Another process holds the lock; the message says who should let go, or what to use."""
 
 
 def fsync_path(path: Path) -> None:
@@ -18,13 +40,15 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Temp file in the same directory, fsync, rename over `path`, fsync the directory."""
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Temp file in the same directory, `write(fh)`, fsync, rename over `path`, fsync the
+    directory. `write` may be anything that writes a binary file (torch.save, json.dump...)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -32,3 +56,81 @@ def atomic_write_text(path: Path, text: str) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_path(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=str))
+
+
+def read_json(path: Path, *, fix: str) -> Any:
+    """JSON from `path`; FileNotFoundError if absent, CorruptFileError (naming `fix`) if it is
+    not JSON, so a damaged file is never mistaken for an empty one."""
+    raw = Path(path).read_bytes()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(path, f"not JSON: {exc}", fix) from exc
+
+
+@contextmanager
+def atomic_directory(target: Path, *, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty hidden directory beside `target`; on a clean exit its files are fsynced
+    and it is renamed to `target` in one step (with `replace`, over an existing `target`). On
+    an error, or a kill, `target` is untouched; a killed run leaves a `.<name>.partial-*`
+    directory that `remove_partial_directories` clears."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and not replace:
+        raise FileExistsError(f"{target} exists")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; models and adapters are shared read-only
+    try:
+        yield tmp
+        for item in tmp.rglob("*"):
+            if item.is_file():
+                fsync_path(item)
+        fsync_path(tmp)
+        if target.exists():
+            stale = target.with_name(f".{target.name}.stale-{os.getpid()}")
+            os.replace(target, stale)
+            os.replace(tmp, target)
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+        fsync_path(target.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_partial_directories(parent: Path) -> None:
+    """Half-written directories left in `parent` by a killed `atomic_directory`."""
+    for pattern in (".*.partial-*", ".*.stale-*"):
+        for child in Path(parent).glob(pattern):
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+
+
+@contextmanager
+def exclusive_lock(path: Path, *, busy: str) -> Iterator[None]:
+    """Hold an advisory lock on `path` across processes, or raise LockedError(`busy`) at once.
+    The operating system drops the lock when its process dies, so a crash never leaves one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout as exc:
+        raise LockedError(busy) from exc
+    try:
+        yield
+    finally:
+        lock.release()

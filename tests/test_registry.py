@@ -93,7 +93,7 @@ def test_find_run_and_stale_temp_dirs(tmp_path):
     registry = AdapterRegistry(tmp_path / "reg")
     registry.publish(fake_adapter(tmp_path / "a", "a"), {"run_id": "r1"})
     assert registry.find_run("r1").version == 1 and registry.find_run("r2") is None
-    stale = tmp_path / "reg" / ".publish-dead"
+    stale = tmp_path / "reg" / ".v0002.partial-dead"  # what a killed publish leaves
     stale.mkdir()
     registry.publish(fake_adapter(tmp_path / "b", "b"))
     assert not stale.exists()

@@ -208,8 +208,8 @@ def test_second_night_starts_from_the_first_adapter_and_replays(
     assert [v.version for v in registry.versions()] == [2]  # keep=1 pruned v1
 
 
-def test_one_sleep_per_tenant_at_a_time(tiny_model_dir, tmp_path, hash_embedder):
-    from filelock import FileLock
+def test_one_sleep_or_rollback_per_tenant_at_a_time(tiny_model_dir, tmp_path, hash_embedder):
+    from agent_cl.durable import LockedError
 
     registry = AdapterRegistry(tmp_path / "a")
     job = SleepJob(
@@ -218,10 +218,11 @@ def test_one_sleep_per_tenant_at_a_time(tiny_model_dir, tmp_path, hash_embedder)
         model_dir=tiny_model_dir,
         config=CONFIG,
     )
-    job.journal.root.mkdir(parents=True)
-    lock = FileLock(str(job.journal.root / "sleep.lock"))
-    with lock, pytest.raises(SleepAlreadyRunningError, match="already running"):
-        job.run()
+    with registry.lock():  # what a rollback in another process holds
+        with pytest.raises(SleepAlreadyRunningError, match="is running"):
+            job.run()
+        with pytest.raises(LockedError, match="busy"):
+            registry.rollback()  # and a rollback waits for the night the same way
     assert job.run().status == "nothing_to_do"
 
 

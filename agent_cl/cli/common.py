@@ -52,11 +52,13 @@ def fail(message: str, code: int = 2):
 @contextmanager
 def user_errors(*kinds: type[Exception]):
     """Errors the user can act on print as one line (exit 2) instead of a traceback."""
+    from agent_cl.durable import CorruptFileError, LockedError
     from agent_cl.models.provision import EmbeddedModelMissingError, ModelNotProvisionedError
 
+    known = (CorruptFileError, LockedError, ModelNotProvisionedError, EmbeddedModelMissingError)
     try:
         yield
-    except (ValueError, ModelNotProvisionedError, EmbeddedModelMissingError, *kinds) as exc:
+    except (ValueError, *known, *kinds) as exc:
         fail(str(exc))
 
 
@@ -83,7 +85,8 @@ def registry_for(home: Path | None, tenant: str | None):
     return AdapterRegistry(settings_for(home, tenant).adapters_dir)
 
 
-def replicas(urls: list[str], registry):
+def replicas(urls: list[str], registry, tenant: str):
     from agent_cl.serving.replicas import ReplicaSet
 
-    return ReplicaSet.from_urls(urls, registry, api_key=os.environ.get("AGENT_CL_VLLM_API_KEY"))
+    key = os.environ.get("AGENT_CL_VLLM_API_KEY")
+    return ReplicaSet.from_urls(urls, registry, tenant=tenant, api_key=key)

@@ -34,7 +34,7 @@ def memory_list(
         wanted = DemoStatus(status) if status else None
     except ValueError:
         fail(f"unknown status {status!r}; use one of {', '.join(s.value for s in DemoStatus)}")
-    store = ChromaDemonstrationStore.open(settings.store_dir)
+    store = ChromaDemonstrationStore.for_settings(settings)
     table = Table("id", "status", "query", "answer")
     for demo in store.list(tenant=settings.tenant, status=wanted, limit=limit):
         table.add_row(demo.id[:10], demo.status.value, demo.query, demo.answer)

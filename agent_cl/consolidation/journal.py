@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_cl.config import TenantPaths
-from agent_cl.durable import atomic_write_text
+from agent_cl.durable import CorruptFileError, atomic_write_text, read_json
 
 
 class Stage(StrEnum):
@@ -56,6 +56,12 @@ class JournalEntry:
         return cls(**data)
 
 
+JOURNAL_FIX = (
+    "run `agent-cl adapters repair`: it sets the journal aside and hands the run's claimed "
+    "demonstrations back to pending"
+)
+
+
 class Journal:
     """The journal of one tenant's sleep runs under `root`: by default the registry's `.sleep`
     directory (`<home>/adapters/<tenant>/.sleep`, see `SleepJob.state_dir`)."""
@@ -68,11 +74,24 @@ class Journal:
         return self.root / "runs" / run_id
 
     def load(self) -> JournalEntry | None:
-        """The unfinished run, if any (a finished one has been archived)."""
+        """The unfinished run, if any (a finished one has been archived). A damaged journal
+        raises CorruptFileError: guessing would risk publishing a batch twice."""
         try:
-            return JournalEntry.from_dict(json.loads(self.path.read_text()))
+            data = read_json(self.path, fix=JOURNAL_FIX)
         except FileNotFoundError:
             return None
+        try:
+            return JournalEntry.from_dict(data)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise CorruptFileError(self.path, f"not a journal entry: {exc}", JOURNAL_FIX) from exc
+
+    def set_aside(self) -> Path | None:
+        """Move a damaged journal out of the way (`agent-cl adapters repair`)."""
+        if not self.path.exists():
+            return None
+        aside = self.root / f"journal.corrupt-{int(time.time())}.json"
+        self.path.rename(aside)
+        return aside
 
     def write(self, entry: JournalEntry, stage: Stage | None = None) -> None:
         if stage is not None:

@@ -19,6 +19,7 @@ from agent_cl.consolidation.config import DEFAULT_METHOD, ConsolidationConfig
 from agent_cl.consolidation.gate import GateConfig
 from agent_cl.consolidation.scheduler import tenants_to_consolidate
 from agent_cl.consolidation.sleep import SleepAlreadyRunningError, SleepJob, SleepReport
+from agent_cl.durable import CorruptFileError
 from agent_cl.memory.base import DemonstrationStore
 from agent_cl.models.provision import read_manifest, resolve_model_dir
 from agent_cl.serving.registry import AdapterRegistry, AdapterVersion
@@ -137,6 +138,8 @@ class Night:
                 reports.append(self.job(tenant, **overrides).run())
             except SleepAlreadyRunningError as exc:
                 log.warning("%s", exc)
+            except CorruptFileError as exc:  # the message names the file and the fix
+                log.error("sleep for tenant %s cannot start: %s", tenant, exc)
             except Exception:
                 log.exception("sleep for tenant %s failed", tenant)
         return reports
@@ -148,7 +151,7 @@ def open_night(
     """A night over the store in `settings.home` (the embedded Chroma store)."""
     from agent_cl.memory.chroma import ChromaDemonstrationStore
 
-    store = ChromaDemonstrationStore.open(settings.store_dir)
+    store = ChromaDemonstrationStore.for_settings(settings)
     return Night(settings, plan, store, on_publish=on_publish)
 
 

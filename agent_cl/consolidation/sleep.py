@@ -12,6 +12,7 @@ unfinished run from there (training from its last checkpoint) instead of startin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -26,8 +27,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from filelock import FileLock, Timeout
-
 from agent_cl.config import TenantPaths, validate_tenant
 from agent_cl.consolidation.candidate import CandidateModel
 from agent_cl.consolidation.config import ConsolidationConfig
@@ -41,6 +40,7 @@ from agent_cl.consolidation.gate import (
 )
 from agent_cl.consolidation.journal import Journal, JournalEntry, Stage
 from agent_cl.consolidation.trainer import ConsolidationTrainer, StepRecord
+from agent_cl.durable import LockedError
 from agent_cl.faults import fault_point
 from agent_cl.memory.base import DemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus
@@ -133,18 +133,17 @@ class SleepJob:
     # -- entry point -----------------------------------------------------------------------
     def run(self) -> SleepReport:
         self.journal.root.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.journal.root / "sleep.lock"))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout as exc:
-            raise SleepAlreadyRunningError(
-                f"a sleep job for tenant {self.tenant!r} is already running (lock {lock.lock_file})"
-            ) from exc
-        try:
-            return self._run()
-        finally:
-            lock.release()
-            self._candidate = None
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self.registry.lock())
+            except LockedError as exc:
+                raise SleepAlreadyRunningError(
+                    f"a sleep job or rollback for tenant {self.tenant!r} is running ({exc})"
+                ) from exc
+            try:
+                return self._run()
+            finally:
+                self._candidate = None
 
     def _run(self) -> SleepReport:
         start = time.perf_counter()
@@ -187,6 +186,7 @@ class SleepJob:
                 entry.demonstration_ids,
                 DemoStatus.CONSOLIDATED,
                 adapter_version=entry.published_version,
+                tenant=self.tenant,
             )
             fault_point("after_mark")
             self.journal.write(entry, Stage.DONE)
@@ -211,7 +211,7 @@ class SleepJob:
         # The journal first: a kill between the two writes leaves a journal naming pending
         # demonstrations, which the resumed run simply claims again.
         self.journal.write(entry, Stage.CLAIMED)
-        self.store.set_status(entry.demonstration_ids, DemoStatus.CLAIMED)
+        self.store.set_status(entry.demonstration_ids, DemoStatus.CLAIMED, tenant=self.tenant)
         fault_point("after_claim")
         return entry
 
@@ -223,8 +223,8 @@ class SleepJob:
         return [d.id for d in random.Random(seed).sample(done, min(self.replay, len(done)))]
 
     def _train(self, entry: JournalEntry, report: SleepReport) -> None:
-        demos = self.store.get(entry.demonstration_ids)
-        replayed = self.store.get(entry.replay_ids) if entry.replay_ids else []
+        demos = self.store.get(entry.demonstration_ids, tenant=self.tenant)
+        replayed = self.store.get(entry.replay_ids, tenant=self.tenant) if entry.replay_ids else []
         init = self.registry.get(entry.init_version).path if entry.init_version else None
         trainer = ConsolidationTrainer(
             self.model_dir, self._config(entry), torch_threads=self.torch_threads, init_adapter=init
@@ -269,7 +269,7 @@ class SleepJob:
                 device=self.config.device,
                 dtype=self.config.dtype,
             )
-        demos = self.store.get(entry.demonstration_ids)
+        demos = self.store.get(entry.demonstration_ids, tenant=self.tenant)
         gate = self._make_gate(demos)
         if self.check is not None:
             report.checks = self.check(candidate)
@@ -327,7 +327,9 @@ class SleepJob:
 
     def _reject(self, entry: JournalEntry, report: SleepReport, start: float) -> SleepReport:
         reason = str(entry.gate.get("reason", "rejected by the gate"))
-        self.store.set_status(entry.demonstration_ids, DemoStatus.REJECTED, reason=reason)
+        self.store.set_status(
+            entry.demonstration_ids, DemoStatus.REJECTED, reason=reason, tenant=self.tenant
+        )
         self.journal.write(entry, Stage.DONE)
         self.journal.archive(entry)
         report.status, report.gate, report.error = "rejected", entry.gate, reason
@@ -336,7 +338,7 @@ class SleepJob:
 
     def _abandon(self, entry: JournalEntry, report: SleepReport, exc: Exception) -> None:
         """An error (not a kill) before publishing: hand the claim back, keep no journal."""
-        self.store.set_status(entry.demonstration_ids, DemoStatus.PENDING)
+        self.store.set_status(entry.demonstration_ids, DemoStatus.PENDING, tenant=self.tenant)
         entry.gate["error"] = f"{type(exc).__name__}: {exc}"
         self.journal.archive(entry)
         report.status, report.error = "failed", entry.gate["error"]

@@ -9,6 +9,7 @@ their prompts differ in length.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -34,6 +35,7 @@ from agent_cl.consolidation.losses import (
 from agent_cl.consolidation.prompts import student_messages, teacher_messages
 from agent_cl.consolidation.sequences import completion_logits, prompt_ids, sample_completions
 from agent_cl.consolidation.teacher import EMATeacher, teacher_context
+from agent_cl.durable import atomic_write
 from agent_cl.faults import fault_point
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import (
@@ -46,6 +48,8 @@ from agent_cl.models.chat import (
     set_torch_threads,
 )
 from agent_cl.scoring.matching import answer_matches
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -105,7 +109,9 @@ class _Run:
 
 
 class Checkpoint:
-    """One training-state file, replaced atomically so a kill never leaves half of one."""
+    """One training-state file, replaced atomically so a kill never leaves half of one. It is a
+    cache of work done: a damaged one is set aside and training starts over (nothing lost but
+    time), rather than failing the tenant's night every night."""
 
     def __init__(self, directory: Path) -> None:
         self.path = Path(directory) / "checkpoint.pt"
@@ -113,17 +119,24 @@ class Checkpoint:
     def exists(self) -> bool:
         return self.path.is_file()
 
-    def load(self) -> dict:
-        return torch.load(self.path, weights_only=False)
+    def load(self) -> dict | None:
+        try:
+            return torch.load(self.path, weights_only=False)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # torch raises several kinds on a truncated or foreign file
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            os.replace(self.path, aside)
+            log.warning(
+                "checkpoint %s unreadable (%s); moved to %s, training from step 0",
+                self.path,
+                exc,
+                aside,
+            )
+            return None
 
     def save(self, state: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        atomic_write(self.path, lambda fh: torch.save(state, fh))
 
 
 def resolve_device(device: str, dtype: str) -> tuple[torch.device, str]:
@@ -418,7 +431,7 @@ class ConsolidationTrainer:
         if checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
         checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
-        state = checkpoint.load() if checkpoint is not None and checkpoint.exists() else None
+        state = checkpoint.load() if checkpoint is not None else None
         run = self._prepare(demonstrations, state, exclude_questions)
         self.model.train()
         start = time.perf_counter()

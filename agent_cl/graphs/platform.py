@@ -28,5 +28,5 @@ def build_default_agent(settings: Settings):
     current = AdapterRegistry(settings.adapters_dir).current()
     if current is not None:
         backend.swap(current.version, current.path)
-    store = ChromaDemonstrationStore.open(settings.store_dir)
+    store = ChromaDemonstrationStore.for_settings(settings)
     return build_agent(BackendChatModel(backend=backend), store, tenant=settings.tenant)

@@ -31,8 +31,9 @@ class DemonstrationStore(ABC):
         """Store demonstrations; returns their ids. Duplicates (same id) are kept once."""
 
     @abstractmethod
-    def get(self, ids: Sequence[str]) -> list[Demonstration]:
-        """Demonstrations by id, in the given order; unknown ids raise."""
+    def get(self, ids: Sequence[str], *, tenant: str | None = None) -> list[Demonstration]:
+        """Demonstrations by id, in the given order; unknown ids raise. With `tenant`, another
+        tenant's demonstration is unknown too: a night never reads outside its tenant."""
 
     @abstractmethod
     def list(
@@ -53,9 +54,11 @@ class DemonstrationStore(ABC):
         *,
         adapter_version: int | None = None,
         reason: str = "",
+        tenant: str | None = None,
     ) -> None:
-        """Move demonstrations to `status` (all or nothing: unknown ids raise first);
-        `reason` says why (a rejected batch carries the gate's verdict)."""
+        """Move demonstrations to `status` (all or nothing: unknown ids raise first, and with
+        `tenant` so do other tenants' ids); `reason` says why (a rejected batch carries the
+        gate's verdict)."""
 
     def search(
         self,

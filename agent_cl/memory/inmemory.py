@@ -38,9 +38,9 @@ class InMemoryDemonstrationStore(DemonstrationStore):
                     self._vectors[demo_id] = vec
         return [d.id for d in demonstrations]
 
-    def get(self, ids: Sequence[str]) -> list[Demonstration]:
+    def get(self, ids: Sequence[str], *, tenant: str | None = None) -> list[Demonstration]:
         with self._lock:
-            missing = [i for i in ids if i not in self._demos]
+            missing = [i for i in ids if not self._holds(i, tenant)]
             if missing:
                 raise UnknownDemonstrationError(f"unknown demonstration ids: {missing}")
             return [self._demos[i].model_copy() for i in ids]
@@ -51,9 +51,15 @@ class InMemoryDemonstrationStore(DemonstrationStore):
         demos.sort(key=lambda d: d.created_at)
         return [d.model_copy() for d in demos[:limit]]
 
-    def set_status(self, ids, status: DemoStatus, *, adapter_version=None, reason="") -> None:
+    def _holds(self, demo_id: str, tenant: str | None) -> bool:
+        demo = self._demos.get(demo_id)
+        return demo is not None and (tenant is None or demo.tenant == tenant)
+
+    def set_status(
+        self, ids, status: DemoStatus, *, adapter_version=None, reason="", tenant=None
+    ) -> None:
         with self._lock:
-            missing = [i for i in ids if i not in self._demos]
+            missing = [i for i in ids if not self._holds(i, tenant)]
             if missing:
                 raise UnknownDemonstrationError(f"unknown demonstration ids: {missing}")
             for i in ids:

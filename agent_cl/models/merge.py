@@ -9,12 +9,10 @@ checksum, so registries refuse the old base's adapters on it.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from agent_cl.durable import atomic_directory, atomic_write_json
 from agent_cl.models.provision import MANIFEST, read_manifest, sha256_file
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
@@ -33,8 +31,7 @@ def merge_adapter(model_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
     validate_adapter_dir(adapter_dir, base_model_dir=model_dir)
     merged = PeftModel.from_pretrained(load_causal_lm(model_dir), adapter_dir).merge_and_unload()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         for name in _TOKENIZER_FILES:
             if (model_dir / name).exists():
@@ -48,12 +45,5 @@ def merge_adapter(model_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
             "adapter": str(adapter_dir),
             "weights_sha256": sha256_file(tmp / "model.safetensors"),
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        for path in tmp.iterdir():
-            with path.open("rb") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        atomic_write_json(tmp / MANIFEST, manifest)
     return out_dir

@@ -12,11 +12,10 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from agent_cl.durable import atomic_directory, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -105,34 +104,17 @@ def provision_embedded_model(models_dir: Path, *, verify: bool = False) -> Provi
         log.warning("checksum mismatch in %s; converting again", target)
 
     models_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}.", dir=models_dir))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the model is meant to be shared read-only
-    try:
+    with atomic_directory(target, replace=True) as tmp:
         _convert_gguf(gguf, tmp)
         weights_sha = sha256_file(tmp / "model.safetensors")
-        (tmp / MANIFEST).write_text(
-            json.dumps(
-                {
-                    "version": MANIFEST_VERSION,
-                    "name": EMBEDDED_NAME,
-                    "source": str(gguf),
-                    "source_sha256": source_sha,
-                    "weights_sha256": weights_sha,
-                },
-                indent=2,
-            )
-        )
-        _fsync_tree(tmp)
-        if target.exists():
-            stale = target.with_name(target.name + f".stale-{os.getpid()}")
-            os.replace(target, stale)
-            os.replace(tmp, target)
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        manifest = {
+            "version": MANIFEST_VERSION,
+            "name": EMBEDDED_NAME,
+            "source": str(gguf),
+            "source_sha256": source_sha,
+            "weights_sha256": weights_sha,
+        }
+        atomic_write_json(tmp / MANIFEST, manifest)
     return ProvisionedModel(target, EMBEDDED_NAME, source_sha, weights_sha)
 
 
@@ -158,13 +140,6 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-
-
-def _fsync_tree(root: Path) -> None:
-    for path in root.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as fh:
-                os.fsync(fh.fileno())
 
 
 def provisioned_model_dir(model_dir: Path | None, models_dir: Path) -> Path:

@@ -5,23 +5,37 @@ A version directory appears only complete: it is written under a hidden temp nam
 renamed. `CURRENT` is replaced with os.replace, so readers see the old or the new version,
 never a torn write. Rolling back is just pointing `CURRENT` at an older version.
 
+A damaged `CURRENT` or manifest raises `CorruptFileError` naming the file and the fix
+(`agent-cl adapters repair`), never reads as "nothing published": that would let a resumed
+sleep run publish its batch a second time. `lock()` is the tenant's lock: one sleep run or
+rollback at a time.
+
 This module is only the version store; what an adapter must pass to be published is checked by
 `agent_cl.models.adapters` (shared with the vLLM backend and with merging).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
-import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent_cl.durable import atomic_write_text, fsync_path
+from agent_cl.config import TenantPaths
+from agent_cl.durable import (
+    CorruptFileError,
+    LockedError,
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_text,
+    exclusive_lock,
+    read_json,
+    remove_partial_directories,
+)
 from agent_cl.faults import fault_point
 from agent_cl.models.adapters import InvalidAdapterError, check_base_model, validate_adapter_dir
 
@@ -30,13 +44,18 @@ __all__ = [
     "MANIFEST_FILE",
     "AdapterRegistry",
     "AdapterVersion",
+    "CorruptFileError",
     "InvalidAdapterError",  # re-exported: validation lives in agent_cl.models.adapters
+    "LockedError",
     "UnknownAdapterVersionError",
 ]
 
 _VERSION_DIR = re.compile(r"^v(\d{4,})$")
 CURRENT_FILE = "CURRENT"
 MANIFEST_FILE = "manifest.json"
+LOCK_FILE = "tenant.lock"
+QUARANTINE_DIR = ".corrupt"
+REPAIR_FIX = "run `agent-cl adapters repair` (it sets damaged versions aside and says what it did)"
 
 
 class UnknownAdapterVersionError(KeyError):
@@ -92,11 +111,29 @@ class AdapterRegistry:
         return self._read(version, path)
 
     def current(self) -> AdapterVersion | None:
+        path = self.root / CURRENT_FILE
         try:
-            text = (self.root / CURRENT_FILE).read_text().strip()
+            text = path.read_text().strip()
         except FileNotFoundError:
             return None
-        return self.get(int(text)) if text else None
+        except UnicodeDecodeError as exc:
+            raise CorruptFileError(path, "not text", REPAIR_FIX) from exc
+        if not text:
+            return None
+        if not text.isdigit():
+            raise CorruptFileError(path, f"{text[:40]!r} is not a version number", REPAIR_FIX)
+        try:
+            return self.get(int(text))
+        except UnknownAdapterVersionError as exc:
+            raise CorruptFileError(path, f"it names a missing version: {exc}", REPAIR_FIX) from exc
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """The tenant's lock: a sleep run and a rollback never interleave (LockedError)."""
+        path = self.root / TenantPaths.SLEEP_DIR / LOCK_FILE
+        busy = f"tenant {self.root.name!r} is busy: a sleep run or rollback holds {path}"
+        with exclusive_lock(path, busy=busy):
+            yield
 
     def publish(self, adapter_dir: Path, manifest: dict[str, Any] | None = None) -> AdapterVersion:
         """Copy `adapter_dir` in as the next version and make it current."""
@@ -105,20 +142,13 @@ class AdapterRegistry:
         self.root.mkdir(parents=True, exist_ok=True)
         self.remove_stale_temp_dirs()
         version = max((v.version for v in self.versions()), default=0) + 1
-        tmp = Path(tempfile.mkdtemp(prefix=".publish-", dir=self.root))
-        try:
+        with atomic_directory(self._dir(version)) as tmp:
             for item in Path(adapter_dir).iterdir():
                 if item.is_file():
                     shutil.copy2(item, tmp / item.name)
             meta = {"version": version, "published_at": time.time(), **(manifest or {})}
-            (tmp / MANIFEST_FILE).write_text(json.dumps(meta, indent=2, default=str))
-            _fsync_dir_files(tmp)
+            atomic_write_json(tmp / MANIFEST_FILE, meta)
             fault_point("publish_copy")
-            os.replace(tmp, self._dir(version))
-            fsync_path(self.root)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         self.set_current(version)
         self.prune()
         return self.get(version)
@@ -147,8 +177,7 @@ class AdapterRegistry:
 
     def remove_stale_temp_dirs(self) -> None:
         """Half-copied versions left by a killed publish (never visible as versions)."""
-        for child in self.root.glob(".publish-*"):
-            shutil.rmtree(child, ignore_errors=True)
+        remove_partial_directories(self.root)
 
     def set_current(self, version: int | None) -> None:
         """Point `CURRENT` at `version` (None: serve the base model)."""
@@ -157,8 +186,14 @@ class AdapterRegistry:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.root / CURRENT_FILE, "" if version is None else str(version))
 
-    def rollback(self, version: int | None = None) -> AdapterVersion | None:
-        """Make `version` current, or by default the version before the current one."""
+    def rollback(
+        self, version: int | None = None, *, take_lock: bool = True
+    ) -> AdapterVersion | None:
+        """Make `version` current, or by default the version before the current one. Takes
+        the tenant's lock (LockedError while a night runs) unless the caller holds it."""
+        if take_lock:
+            with self.lock():
+                return self.rollback(version, take_lock=False)
         if version is None:
             current = self.current()
             older = [v for v in self.versions() if current is None or v.version < current.version]
@@ -175,15 +210,48 @@ class AdapterRegistry:
         return self.root / f"v{version:04d}"
 
     def _read(self, version: int, path: Path) -> AdapterVersion:
+        manifest_path = path / MANIFEST_FILE
         try:
-            manifest = json.loads((path / MANIFEST_FILE).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            manifest = {}
+            manifest = read_json(manifest_path, fix=REPAIR_FIX)
+        except FileNotFoundError as exc:  # publish writes it before the version appears
+            raise CorruptFileError(manifest_path, "missing", REPAIR_FIX) from exc
+        if not isinstance(manifest, dict):
+            raise CorruptFileError(manifest_path, "not a JSON object", REPAIR_FIX)
         return AdapterVersion(version, path, manifest)
 
+    # -- repair ---------------------------------------------------------------------------
+    def repair(self) -> list[str]:
+        """Set damaged versions aside (into `.corrupt/`) and point a damaged or dangling
+        `CURRENT` at the newest intact version; returns what was done, one line each. Takes
+        the tenant's lock, so it never races a night."""
+        done: list[str] = []
+        with self.lock():
+            if not self.root.exists():
+                return done
+            for child in sorted(self.root.iterdir()):
+                match = _VERSION_DIR.match(child.name)
+                if not (match and child.is_dir()):
+                    continue
+                problem = self._damage(int(match.group(1)), child)
+                if problem:
+                    aside = self.root / QUARANTINE_DIR / f"{child.name}-{int(time.time())}"
+                    aside.parent.mkdir(exist_ok=True)
+                    child.rename(aside)
+                    done.append(f"v{match.group(1)}: {problem}; moved to {aside}")
+            try:
+                self.current()
+            except CorruptFileError as exc:
+                intact = self.versions()
+                newest = intact[-1].version if intact else None
+                self.set_current(newest)
+                now = f"v{newest}" if newest else "the base model"
+                done.append(f"{CURRENT_FILE}: {exc.args[0].split(';')[0]}; now serves {now}")
+        return done
 
-def _fsync_dir_files(root: Path) -> None:
-    for item in root.iterdir():
-        if item.is_file():
-            fsync_path(item)
-    fsync_path(root)
+    def _damage(self, version: int, path: Path) -> str | None:
+        try:
+            self._read(version, path)
+            validate_adapter_dir(path, max_rank=self.max_rank)
+        except (CorruptFileError, InvalidAdapterError) as exc:
+            return str(exc)
+        return None

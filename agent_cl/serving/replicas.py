@@ -42,32 +42,43 @@ class ReplicaSet:
 
     @classmethod
     def from_urls(
-        cls, urls: Sequence[str], registry: AdapterRegistry, *, api_key: str | None = None
+        cls,
+        urls: Sequence[str],
+        registry: AdapterRegistry,
+        *,
+        tenant: str = "default",
+        api_key: str | None = None,
     ) -> ReplicaSet:
-        """vLLM servers at `urls` (`agent-cl serve`), following `registry`."""
+        """`tenant`'s stable name on the vLLM servers at `urls` (`agent-cl serve`), following
+        `registry` (that tenant's)."""
         from agent_cl.serving.vllm_backend import VLLMBackend
 
-        return cls([VLLMBackend(url, api_key=api_key) for url in urls], registry)
+        backends = [VLLMBackend(url, tenant=tenant, api_key=api_key) for url in urls]
+        return cls(backends, registry)
 
     def rollback(self, version: int | None = None) -> AdapterVersion | None:
         """Point the registry back (to `version`, default the previous) and every replica with
-        it; if a replica refuses, the registry's current version is restored too."""
-        previous = self.registry.current()
-        now = self.registry.rollback(version)
-        try:
-            self.serve_current()
-        except AdapterLoadError:
-            self.registry.set_current(previous.version if previous else None)
-            raise
+        it, under the tenant's lock; if a replica refuses, the registry's current version is
+        restored too."""
+        with self.registry.lock():
+            previous = self.registry.current()
+            now = self.registry.rollback(version, take_lock=False)
+            try:
+                self.serve_current()
+            except AdapterLoadError:
+                self.registry.set_current(previous.version if previous else None)
+                raise
         return now
 
     def served_models(self) -> list[tuple[str, str]]:
-        """(url, what the server lists) per replica; an unreachable one says why."""
+        """(url, what the server answers this tenant with) per replica; an unreachable one
+        says why."""
         out = []
         for backend in self.backends:
             url = getattr(backend, "url", type(backend).__name__)
             try:
-                out.append((url, ", ".join(backend.loaded_adapters()) or "base only"))
+                target = backend.aliases().get(backend.current_model, "not served")
+                out.append((url, f"{backend.current_model} -> {target}"))
             except Exception as exc:  # a dead replica is a row in the answer, not a crash
                 out.append((url, f"unreachable ({exc})"))
         return out
@@ -87,7 +98,7 @@ def swap_servers_on_publish(urls: Sequence[str], *, api_key: str | None = None):
     def for_tenant(tenant: str, registry: AdapterRegistry):
         if not urls:
             return None
-        replicas = ReplicaSet.from_urls(urls, registry, api_key=api_key)
+        replicas = ReplicaSet.from_urls(urls, registry, tenant=tenant, api_key=api_key)
         return lambda version: replicas.swap(version.version)
 
     return for_tenant

@@ -1,33 +1,55 @@
-"""`ModelBackend` over a vLLM OpenAI-compatible server, with hot-swapped LoRA versions.
+"""`ModelBackend` over a vLLM server started by agent-cl: one tenant's hot-swapped adapter.
 
-vLLM has no alias for adapters, so we keep one: each published version is loaded under its own
-name (`<alias>-v0007`) and `current_model` says which name new requests use. A swap loads the
-new version first (a refused load changes nothing), then switches the name under a lock, then
-retires the old version: it is unloaded once our own requests on it have finished and a drain
-period has passed (for clients in other processes that resolved the name just before).
+The server holds the truth, not this object, so every process sees the same version: each
+published version is loaded under its own name (`agent-cl/<tenant>@v0007`) and the server's
+alias middleware (`vllm_aliases`) points the tenant's stable name `agent-cl/<tenant>` at the
+current one. Clients, this one included, send the stable name and read from the response's
+`model` which version answered. A swap loads the new version (a refused load changes nothing),
+moves the alias, then unloads versions of this tenant that nothing runs on any more.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from agent_cl.config import validate_tenant
 from agent_cl.models.adapters import InvalidAdapterError, validate_adapter_dir
 from agent_cl.models.chat import DEFAULT_SYSTEM, ChatMessage, with_system
 from agent_cl.serving.backend import AdapterLoadError, GenerationResult
+from agent_cl.serving.vllm_aliases import ALIASES_PATH
+
+BASE_NAME = "agent-cl-base"
+_VERSIONED = re.compile(r"^agent-cl/(?P<tenant>[A-Za-z0-9_-]+)@v(?P<version>\d+)$")
 
 
-def adapter_name(alias: str, version: int) -> str:
-    return f"{alias}-v{version:04d}"
+def stable_name(tenant: str) -> str:
+    """What clients send: always the tenant's current version (or the base model)."""
+    return f"agent-cl/{validate_tenant(tenant)}"
+
+
+def version_name(tenant: str, version: int) -> str:
+    """One version's own name; '/' and '@' cannot occur in tenant names, so no two tenants'
+    names collide."""
+    return f"{stable_name(tenant)}@v{version:04d}"
+
+
+def version_of(model_name: str | None) -> int | None:
+    """The adapter version a response's `model` names (None: the base model)."""
+    match = _VERSIONED.match(model_name or "")
+    return int(match.group("version")) if match else None
+
+
+class ServerWithoutAliasesError(AdapterLoadError):
+    """The server was not started by agent-cl (no alias middleware)."""
 
 
 class VLLMBackend:
@@ -35,8 +57,8 @@ class VLLMBackend:
         self,
         url: str,
         *,
-        base_name: str = "agent-cl-base",
-        alias: str = "agent-cl",
+        tenant: str = "default",
+        base_name: str = BASE_NAME,
         api_key: str | None = None,
         system: str | None = DEFAULT_SYSTEM,
         drain_seconds: float = 5.0,
@@ -49,93 +71,119 @@ class VLLMBackend:
         self.max_lora_rank = max_lora_rank
         self.base_model_dir = base_model_dir
         self.url = url.rstrip("/")
+        self.tenant = validate_tenant(tenant)
         self.base_name = base_name
-        self.alias = alias
         self.system = system
         self.drain_seconds = drain_seconds
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-        self._lock = threading.Lock()
-        self._current = base_name
-        self._version: int | None = None
-        self._in_flight: Counter[str] = Counter()
-        self._retired: dict[str, float] = {}  # name -> when it stopped being current
+        self._swap_lock = threading.Lock()
 
     # -- which version answers --------------------------------------------------------------
     @property
-    def adapter_version(self) -> int | None:
-        return self._version
+    def current_model(self) -> str:
+        """The name to send: the server resolves it per request."""
+        return stable_name(self.tenant)
 
     @property
-    def current_model(self) -> str:
-        return self._current
+    def adapter_version(self) -> int | None:
+        """The version the server answers this tenant with now."""
+        return version_of(self.aliases().get(self.current_model))
 
-    @contextmanager
-    def request(self) -> Iterator[tuple[str, int | None]]:
-        """Pin the current version for one request; a swap meanwhile does not unload it."""
-        with self._lock:
-            name, version = self._current, self._version
-            self._in_flight[name] += 1
-        try:
-            yield name, version
-        finally:
-            with self._lock:
-                self._in_flight[name] -= 1
-            self._unload_drained()
+    def aliases(self) -> dict[str, str]:
+        return self._alias_state()["aliases"]
+
+    def _alias_state(self) -> dict[str, Any]:
+        response = self._http.get(ALIASES_PATH)
+        if response.status_code == 404:
+            raise ServerWithoutAliasesError(
+                f"{self.url} has no {ALIASES_PATH}: start it with `agent-cl serve` or "
+                "VLLMServer (they add agent-cl's alias middleware)"
+            )
+        return response.raise_for_status().json()
 
     # -- swap -------------------------------------------------------------------------------
     def swap(self, version: int | None, adapter_path: Path | None = None) -> None:
-        if version is None:
-            new = self.base_name
-        else:
-            if adapter_path is None:
-                raise ValueError("swap to an adapter version needs its adapter_path")
-            new = adapter_name(self.alias, version)
-            try:
-                validate_adapter_dir(
-                    adapter_path, max_rank=self.max_lora_rank, base_model_dir=self.base_model_dir
-                )
-            except InvalidAdapterError as exc:
-                raise AdapterLoadError(str(exc)) from exc
-            try:
-                loaded = self.loaded_adapters()
-            except httpx.HTTPError as exc:
-                raise AdapterLoadError(f"{self.url} unreachable: {exc}") from exc
-            if new not in loaded:
-                self._post(
-                    "/v1/load_lora_adapter",
-                    {"lora_name": new, "lora_path": str(Path(adapter_path).resolve())},
-                    refused=AdapterLoadError,
-                )
-        with self._lock:
-            old, self._current, self._version = self._current, new, version
-            self._retired.pop(new, None)
-            if old != new and old != self.base_name:
-                self._retired[old] = time.monotonic()
-        self._unload_drained()
-        if self._retired:
-            timer = threading.Timer(self.drain_seconds + 0.1, self._unload_drained)
-            timer.daemon = True
-            timer.start()
+        with self._swap_lock:
+            if version is None:
+                target = self.base_name
+            else:
+                if adapter_path is None:
+                    raise ValueError("swap to an adapter version needs its adapter_path")
+                target = version_name(self.tenant, version)
+                self._load(target, Path(adapter_path))
+            self._put_alias(target)
+        # old versions go once their last request ends; the swap does not wait for that
+        threading.Thread(
+            target=self.unload_idle, kwargs={"wait": self.drain_seconds}, daemon=True
+        ).start()
 
-    def _unload_drained(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            done = [
-                name
-                for name, since in self._retired.items()
-                if self._in_flight[name] == 0 and now - since >= self.drain_seconds
-            ]
-            for name in done:
-                del self._retired[name]
-        for name in done:
-            # already gone (the server restarted): nothing to free
-            with contextlib.suppress(httpx.HTTPError, RuntimeError):
-                self._post("/v1/unload_lora_adapter", {"lora_name": name})
+    def _load(self, name: str, adapter_path: Path) -> None:
+        try:
+            validate_adapter_dir(
+                adapter_path, max_rank=self.max_lora_rank, base_model_dir=self.base_model_dir
+            )
+        except InvalidAdapterError as exc:
+            raise AdapterLoadError(str(exc)) from exc
+        try:
+            loaded = self.loaded_adapters()
+        except httpx.HTTPError as exc:
+            raise AdapterLoadError(f"{self.url} unreachable: {exc}") from exc
+        if name not in loaded:
+            self._post(
+                "/v1/load_lora_adapter",
+                {"lora_name": name, "lora_path": str(adapter_path.resolve())},
+                refused=AdapterLoadError,
+            )
+
+    def _put_alias(self, target: str) -> None:
+        body = {"alias": self.current_model, "model": target}
+        try:
+            response = self._http.put(ALIASES_PATH, json=body)
+        except httpx.HTTPError as exc:
+            raise AdapterLoadError(f"{self.url} unreachable: {exc}") from exc
+        if response.status_code == 404:
+            raise ServerWithoutAliasesError(f"{self.url} has no {ALIASES_PATH}")
+        if response.status_code >= 400:
+            raise AdapterLoadError(f"{self.url} refused the alias: {response.text}")
+
+    def unload_idle(self, *, wait: float = 0.0) -> list[str]:
+        """Unload this tenant's versions that are not current and run nothing. vLLM 0.32
+        fails requests still running on an unloaded name, so we wait up to `wait` seconds
+        for them; a busy version stays loaded (the next swap retries)."""
+        deadline = time.monotonic() + wait
+        done: list[str] = []
+        while True:
+            with self._swap_lock:  # a swap meanwhile could make an "idle" version current
+                try:
+                    state = self._alias_state()
+                    loaded = self.loaded_adapters()
+                except (httpx.HTTPError, AdapterLoadError):
+                    return done  # server gone: nothing to free
+                current = state["aliases"].get(self.current_model)
+                old = [n for n in loaded if n.startswith(self.prefix) and n != current]
+                busy = [n for n in old if state["in_flight"].get(n)]
+                for name in old:
+                    if name not in busy:
+                        with contextlib.suppress(RuntimeError):
+                            self._post("/v1/unload_lora_adapter", {"lora_name": name})
+                            done.append(name)
+            if not busy or time.monotonic() >= deadline:
+                return done
+            time.sleep(0.2)
+
+    @property
+    def prefix(self) -> str:
+        return self.current_model + "@"
 
     def loaded_adapters(self) -> list[str]:
+        """Adapter names loaded on the server (every tenant's; aliases excluded)."""
         models = self._http.get("/v1/models").raise_for_status().json()["data"]
-        return [m["id"] for m in models if m["id"] != self.base_name]
+        return [
+            m["id"]
+            for m in models
+            if m["id"] != self.base_name and m.get("owned_by") != "agent-cl-alias"
+        ]
 
     # -- generation -------------------------------------------------------------------------
     def generate(
@@ -145,14 +193,14 @@ class VLLMBackend:
         max_new_tokens: int = 48,
         temperature: float = 0.0,
     ) -> GenerationResult:
-        texts, versions = [], set()
+        texts, versions = [], []
         for conv in conversations:
-            with self.request() as (name, version):
-                body = self._chat_body(name, conv, max_new_tokens, temperature, stream=False)
-                reply = self._http.post("/v1/chat/completions", json=body).raise_for_status()
-                texts.append(reply.json()["choices"][0]["message"]["content"].strip())
-                versions.add(version)
-        return GenerationResult(texts, versions.pop() if len(versions) == 1 else self._version)
+            body = self._chat_body(conv, max_new_tokens, temperature, stream=False)
+            reply = self._http.post("/v1/chat/completions", json=body).raise_for_status().json()
+            texts.append(reply["choices"][0]["message"]["content"].strip())
+            versions.append(version_of(reply.get("model")))
+        # a swap during the batch: report the version the last answer came from
+        return GenerationResult(texts, versions[-1] if versions else self.adapter_version)
 
     def stream(
         self,
@@ -161,35 +209,34 @@ class VLLMBackend:
         max_new_tokens: int = 48,
         temperature: float = 0.0,
     ) -> dict[str, Any]:
-        """One streamed request; returns its text, the model name that answered, the finish
-        reason, the completion token count and the version pinned at its start."""
-        with self.request() as (name, version):
-            body = self._chat_body(name, conversation, max_new_tokens, temperature, stream=True)
-            body["stream_options"] = {"include_usage": True}
-            pieces, model, finish, tokens = [], None, None, None
-            with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
-                response.raise_for_status()
-                for line in response.iter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    chunk = json.loads(line[len("data: ") :])
-                    model = chunk.get("model", model)
-                    if chunk.get("usage"):
-                        tokens = chunk["usage"].get("completion_tokens")
-                    for choice in chunk.get("choices", []):
-                        pieces.append(choice.get("delta", {}).get("content") or "")
-                        finish = choice.get("finish_reason") or finish
+        """One streamed request; returns its text, the model name that answered, its version,
+        the finish reason and the completion token count."""
+        body = self._chat_body(conversation, max_new_tokens, temperature, stream=True)
+        body["stream_options"] = {"include_usage": True}
+        pieces, model, finish, tokens = [], None, None, None
+        with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[len("data: ") :])
+                model = chunk.get("model", model)
+                if chunk.get("usage"):
+                    tokens = chunk["usage"].get("completion_tokens")
+                for choice in chunk.get("choices", []):
+                    pieces.append(choice.get("delta", {}).get("content") or "")
+                    finish = choice.get("finish_reason") or finish
         return {
             "text": "".join(pieces),
             "model": model,
             "finish": finish,
             "tokens": tokens,
-            "version": version,
+            "version": version_of(model),
         }
 
-    def _chat_body(self, name, conversation, max_new_tokens, temperature, *, stream) -> dict:
+    def _chat_body(self, conversation, max_new_tokens, temperature, *, stream) -> dict:
         return {
-            "model": name,
+            "model": self.current_model,
             "messages": with_system(conversation, self.system),
             "max_tokens": max_new_tokens,
             "temperature": temperature,
@@ -198,7 +245,8 @@ class VLLMBackend:
 
     def health(self) -> dict:
         ok = self._http.get("/health").status_code == 200
-        return {"backend": "vllm", "url": self.url, "ok": ok, "adapter_version": self._version}
+        version = self.adapter_version if ok else None
+        return {"backend": "vllm", "url": self.url, "ok": ok, "adapter_version": version}
 
     def _post(self, path: str, body: dict, refused: type[Exception] = RuntimeError) -> None:
         try:

@@ -18,11 +18,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from agent_cl.serving.vllm_aliases import API_KEY_ENV, AliasMiddleware
 
 LOOPBACK = "127.0.0.1"
 
@@ -114,9 +117,9 @@ class VLLMServer:
         cmd += ["--max-lora-rank", str(cfg.max_lora_rank), "--max-loras", str(cfg.max_loras)]
         cmd += ["--max-cpu-loras", str(cfg.max_cpu_loras)]
         cmd += ["--max-model-len", str(cfg.max_model_len)]
-        if cfg.api_key:
-            cmd += ["--api-key", cfg.api_key]
-        return cmd + list(cfg.extra_args)
+        # stable per-tenant names (agent-cl/<tenant>) resolved per request, see vllm_aliases
+        cmd += ["--middleware", f"{AliasMiddleware.__module__}.{AliasMiddleware.__name__}"]
+        return cmd + list(cfg.extra_args)  # the API key is in the environment, never argv
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -129,6 +132,9 @@ class VLLMServer:
             VLLM_NO_USAGE_STATS="1",
             DO_NOT_TRACK="1",
         )
+        env.pop(API_KEY_ENV, None)  # an operator's stray key must not lock us out
+        if self.config.api_key:
+            env[API_KEY_ENV] = self.config.api_key  # read by vLLM and by our middleware
         return env
 
     def start(self) -> VLLMServer:
@@ -195,13 +201,14 @@ class VLLMServer:
 
 def serve_registry(
     server: VLLMServer,
-    registry,
+    registries: Mapping[str, Any],
     *,
-    on_ready: Callable[[int | None], None] | None = None,
+    on_ready: Callable[[dict[str, int | None]], None] | None = None,
     poll_seconds: float = 1.0,
 ) -> None:
-    """Start `server`, serve the registry's current version, and block until SIGTERM, Ctrl-C
-    or the server's death; the server is stopped on the way out, whatever happened."""
+    """Start `server`, point every tenant's stable name at its registry's current version
+    (`registries`: tenant -> AdapterRegistry), and block until SIGTERM, Ctrl-C or the
+    server's death; the server is stopped on the way out, whatever happened."""
     import threading
 
     from agent_cl.serving.replicas import ReplicaSet
@@ -210,8 +217,12 @@ def serve_registry(
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         server.start()
-        replicas = ReplicaSet.from_urls([server.url], registry, api_key=server.config.api_key)
-        served = replicas.serve_current()
+        served = {
+            tenant: ReplicaSet.from_urls(
+                [server.url], registry, tenant=tenant, api_key=server.config.api_key
+            ).serve_current()
+            for tenant, registry in registries.items()
+        }
         if on_ready is not None:
             on_ready(served)
         while not stop.is_set() and server.alive():
