@@ -123,6 +123,17 @@ class Settings:
         pattern = f"*/{TenantPaths.SLEEP_DIR}/{TenantPaths.JOURNAL_FILE}"
         return tuple(sorted(p.parents[1].name for p in self.adapters_root.glob(pattern)))
 
+    def known_tenants(self) -> tuple[str, ...]:
+        """This settings' tenant and every tenant with an adapter directory, sorted."""
+        found = {self.tenant}
+        if self.adapters_root.is_dir():
+            for child in self.adapters_root.iterdir():
+                try:
+                    found.add(validate_tenant(child.name))
+                except ConfigError:
+                    continue  # not a tenant directory
+        return tuple(sorted(found))
+
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"

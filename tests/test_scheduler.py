@@ -123,7 +123,7 @@ def test_daemon_command_runs_a_night_and_stops_on_sigterm(tiny_model_dir, tmp_pa
     home = tmp_path / "home"
     store = ChromaDemonstrationStore.open(home / "store", embedder=HashEmbedder())
     store.add([demo(0, "default")])
-    del store
+    store.close()  # the daemon process opens it next
     env = {
         **os.environ,
         "AGENT_CL_HOME": str(home),

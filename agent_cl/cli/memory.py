@@ -12,6 +12,7 @@ from agent_cl.cli.common import (
     fail,
     quiet_libraries,
     settings_for,
+    user_errors,
 )
 
 memory_app = typer.Typer(help="The demonstration store.")
@@ -34,8 +35,27 @@ def memory_list(
         wanted = DemoStatus(status) if status else None
     except ValueError:
         fail(f"unknown status {status!r}; use one of {', '.join(s.value for s in DemoStatus)}")
-    store = ChromaDemonstrationStore.for_settings(settings)
+    with user_errors():
+        store = ChromaDemonstrationStore.for_settings(settings)
     table = Table("id", "status", "query", "answer")
     for demo in store.list(tenant=settings.tenant, status=wanted, limit=limit):
         table.add_row(demo.id[:10], demo.status.value, demo.query, demo.answer)
     console.print(table)
+
+
+@memory_app.command("serve")
+def memory_serve(
+    home: HomeOption = None,
+    host: str = typer.Option("127.0.0.1", help="bind address (Chroma's server has no auth)"),
+    port: int = typer.Option(8001, help="port"),
+):
+    """Serve the store to several processes (Chroma's server over <home>/store); point each
+    process at it with store_url (AGENT_CL_STORE_URL=http://127.0.0.1:8001). Ctrl-C stops."""
+    from agent_cl.memory.chroma_server import ChromaServer, ChromaServerError
+
+    settings = settings_for(home, None)
+    with user_errors(ChromaServerError):
+        server = ChromaServer(settings.store_dir, host=host, port=port).start()
+    console.print(f"store {settings.store_dir} served at {server.url}")
+    console.print(f"in every process: export AGENT_CL_STORE_URL={server.url}")
+    server.serve_forever()

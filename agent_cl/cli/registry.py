@@ -26,9 +26,11 @@ adapters_app = typer.Typer(help="The adapter registry: versions, current, rollba
 def adapters_list(home: HomeOption = None, tenant: TenantOption = None):
     """Every published version; the current one is starred."""
     registry = registry_for(home, tenant)
-    current = registry.current()
+    with user_errors():
+        current = registry.current()
+        versions = registry.versions()
     table = Table("version", "method", "demos", "published", "current")
-    for v in registry.versions():
+    for v in versions:
         table.add_row(
             str(v.version),
             str(v.manifest.get("method", "?")),
@@ -45,12 +47,16 @@ def adapters_current(
 ):
     """The version the served model should carry (none: the base model), and with --server
     what each replica actually serves."""
+    settings = settings_for(home, tenant)
     registry = registry_for(home, tenant)
-    current = registry.current()
-    console.print("base (no adapter)" if current is None else f"v{current.version} {current.path}")
-    if server:
-        for url, models in replicas(server, registry).served_models():
-            console.print(f"{url}: {models}")
+    with user_errors():
+        current = registry.current()
+        console.print(
+            "base (no adapter)" if current is None else f"v{current.version} {current.path}"
+        )
+        if server:
+            for url, models in replicas(server, registry, settings.tenant).served_models():
+                console.print(f"{url}: {models}")
 
 
 @adapters_app.command("rollback")
@@ -61,15 +67,56 @@ def adapters_rollback(
     server: ServerOption = None,
 ):
     """Point the registry's current version back and, with --server, swap every replica to it
-    (all or none: a replica that refuses puts the others and the registry back)."""
+    (all or none: a replica that refuses puts the others and the registry back). Waits for
+    nothing: while the tenant's night runs it fails at once and says so."""
     from agent_cl.serving.backend import AdapterLoadError
     from agent_cl.serving.registry import UnknownAdapterVersionError
 
+    settings = settings_for(home, tenant)
     registry = registry_for(home, tenant)
     with user_errors(UnknownAdapterVersionError, AdapterLoadError):
-        target = replicas(server, registry) if server else registry
+        target = replicas(server, registry, settings.tenant) if server else registry
         now = target.rollback(version)
     console.print("now current: " + ("base (no adapter)" if now is None else f"v{now.version}"))
+
+
+@adapters_app.command("repair")
+def adapters_repair(home: HomeOption = None, tenant: TenantOption = None):
+    """Set damaged versions aside, point a damaged CURRENT at the newest intact version, and
+    set a damaged sleep journal aside, handing its claimed demonstrations back to pending."""
+    quiet_libraries()
+    from agent_cl.consolidation.journal import Journal
+    from agent_cl.durable import CorruptFileError
+
+    settings = settings_for(home, tenant)
+    registry = registry_for(home, tenant)
+    with user_errors():
+        done = registry.repair()
+        journal = Journal(settings.paths().sleep_state)
+        try:
+            journal.load()
+        except CorruptFileError:
+            with registry.lock():
+                aside = journal.set_aside()
+                released = _release_claims(settings)
+            done.append(f"journal: moved to {aside}; {released} claimed demonstrations pending")
+    for line in done or ["nothing to repair"]:
+        console.print(line)
+
+
+def _release_claims(settings) -> int:
+    """A lost journal cannot say which run claimed what: every claim of the tenant goes back
+    to pending (a demonstration already in a published adapter is trained once more)."""
+    from agent_cl.memory.chroma import ChromaDemonstrationStore
+    from agent_cl.memory.schema import DemoStatus
+
+    store = ChromaDemonstrationStore.for_settings(settings)
+    try:
+        claimed = store.list(tenant=settings.tenant, status=DemoStatus.CLAIMED)
+        store.set_status([d.id for d in claimed], DemoStatus.PENDING, tenant=settings.tenant)
+        return len(claimed)
+    finally:
+        store.close()
 
 
 @adapters_app.command("merge")
@@ -110,7 +157,8 @@ def serve(
     api_key: str | None = typer.Option(None, envvar="AGENT_CL_VLLM_API_KEY", help="API key"),
     max_lora_rank: int = typer.Option(16, help="largest adapter rank the server accepts"),
 ):
-    """Start a vLLM server on the model, serving the registry's current adapter; Ctrl-C stops."""
+    """Start a vLLM server on the model; each tenant's model name `agent-cl/<tenant>` answers
+    with its current adapter (a night's `--server URL` swap moves it). Ctrl-C stops."""
     quiet_libraries()
     from agent_cl.models.provision import resolve_model_dir
     from agent_cl.serving.vllm_server import (
@@ -135,11 +183,14 @@ def serve(
                 log_path=log_path,
             )
         )
+        registries = {t: registry_for(home, t) for t in settings.known_tenants()}
         console.print(f"starting vLLM on {server.url} (log {server.log_path})")
-        serve_registry(
-            server,
-            registry_for(home, tenant),
-            on_ready=lambda v: console.print(
-                f"serving {server.url}: " + (f"adapter v{v}" if v else "base")
-            ),
-        )
+        serve_registry(server, registries, on_ready=lambda served: _print_served(server, served))
+
+
+def _print_served(server, served: dict[str, int | None]) -> None:
+    from agent_cl.serving.vllm_backend import stable_name
+
+    console.print(f"serving {server.url}/v1; model names, one per tenant:")
+    for tenant, version in served.items():
+        console.print(f"  {stable_name(tenant)}: " + (f"adapter v{version}" if version else "base"))

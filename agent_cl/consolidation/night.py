@@ -140,9 +140,15 @@ class Night:
                 log.warning("%s", exc)
             except CorruptFileError as exc:  # the message names the file and the fix
                 log.error("sleep for tenant %s cannot start: %s", tenant, exc)
-            except Exception:
+                reports.append(self._failed(tenant, str(exc)))
+            except Exception as exc:
                 log.exception("sleep for tenant %s failed", tenant)
+                reports.append(self._failed(tenant, f"{type(exc).__name__}: {exc}"))
         return reports
+
+
+    def _failed(self, tenant: str, error: str) -> SleepReport:
+        return SleepReport("", tenant, "failed", self.plan.method, error=error)
 
 
 def open_night(

@@ -157,6 +157,12 @@ class ChromaDemonstrationStore(DemonstrationStore):
             WRITER_LOCKS.release(self._locked_path)
             self._locked_path = None
 
+    def __enter__(self) -> ChromaDemonstrationStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def add(self, demonstrations: Sequence[Demonstration]) -> list[str]:
         fresh = unique_by_id(demonstrations)
         with self._lock:

@@ -40,6 +40,15 @@ class StoreConformance:
         with pytest.raises(UnknownDemonstrationError):
             store.get(["nope"])
 
+    def test_get_and_set_status_stay_inside_a_tenant(self, store: DemonstrationStore):
+        [mine, theirs] = store.add([demo(1, tenant="a"), demo(2, tenant="b")])
+        assert store.get([mine], tenant="a")[0].tenant == "a"
+        with pytest.raises(UnknownDemonstrationError):
+            store.get([mine, theirs], tenant="a")
+        with pytest.raises(UnknownDemonstrationError):
+            store.set_status([theirs], DemoStatus.CLAIMED, tenant="a")
+        assert store.get([theirs])[0].status == DemoStatus.PENDING  # nothing was written
+
     def test_list_filters_and_orders_oldest_first(self, store: DemonstrationStore):
         store.add([demo(5), demo(4), demo(6, tenant="b"), demo(7, skill="json")])
         assert [d.query for d in store.list(tenant="a", skill="facts")] == [
