@@ -62,7 +62,7 @@ def main() -> None:
     from agent_cl.evals.marker_adapter import train_marker_adapter
     from agent_cl.models.provision import provision_embedded_model
     from agent_cl.serving.registry import AdapterRegistry
-    from agent_cl.serving.vllm_backend import VLLMBackend, adapter_name
+    from agent_cl.serving.vllm_backend import VLLMBackend
     from agent_cl.serving.vllm_server import VLLMServer, VLLMServerConfig
 
     model_dir = provision_embedded_model(Settings.load().models_dir).path
@@ -100,9 +100,7 @@ def main() -> None:
             t0 = time.perf_counter()
             backend.swap(version, registry.get(version).path)
             swap_calls.append(time.perf_counter() - t0)
-            while backend.stream(QUESTION, max_new_tokens=1)["model"] != adapter_name(
-                "agent-cl", version
-            ):
+            while backend.stream(QUESTION, max_new_tokens=1)["version"] != version:
                 pass
             latencies.append(time.perf_counter() - t0)
             time.sleep(0.5)

@@ -127,6 +127,8 @@ class VLLMBackend:
             raise AdapterLoadError(str(exc)) from exc
         try:
             loaded = self.loaded_adapters()
+        except httpx.HTTPStatusError as exc:  # 401: a keyed server and no or a wrong key
+            raise AdapterLoadError(f"{self.url} refused: {exc}") from exc
         except httpx.HTTPError as exc:
             raise AdapterLoadError(f"{self.url} unreachable: {exc}") from exc
         if name not in loaded:
