@@ -306,3 +306,45 @@ def test_rollback_command_swaps_the_server(server, registry, tmp_path):
     assert client.adapter_version == 1
     shown = runner.invoke(app, ["adapters", "current", "--server", server.url, "--home", str(home)])
     assert f"agent-cl/default -> {version_name('default', 1)}" in shown.output
+
+
+def test_each_tenants_night_swaps_only_its_own_name(server, embedded_model_dir, tmp_path):
+    """Two tenants, one real Chroma server and the real vLLM server: a night that publishes
+    tenant a's adapter moves agent-cl/a only; b's night later moves agent-cl/b only; every
+    demonstration is marked inside its own tenant."""
+    import socket
+
+    from agent_cl.config import Settings
+    from agent_cl.consolidation.night import Night, NightPlan
+    from agent_cl.memory.chroma import ChromaDemonstrationStore
+    from agent_cl.memory.chroma_server import ChromaServer
+    from agent_cl.memory.schema import Demonstration, DemoStatus
+    from agent_cl.serving.replicas import swap_servers_on_publish
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with ChromaServer(tmp_path / "home" / "store", port=port) as chroma:
+        settings = Settings(
+            home=tmp_path / "home", model_dir=embedded_model_dir, store_url=chroma.url
+        )
+        store = ChromaDemonstrationStore.for_settings(settings)
+        for tenant in ("a", "b"):
+            VLLMBackend(server.url, tenant=tenant).swap(None)  # both start on the base model
+        night = Night(
+            settings,
+            NightPlan(method="sft", steps=2, gate=False, checkpoint_every=0),
+            store,
+            on_publish=swap_servers_on_publish([server.url]),
+        )
+        aliases = VLLMBackend(server.url).aliases
+        for tenant, other in (("a", "b"), ("b", "a")):
+            before = aliases()[stable_name(other)]
+            store.add([Demonstration(query=f"Who runs {tenant}?", answer="Ana.", tenant=tenant)])
+            [report] = night.run()
+            assert report.tenant == tenant and report.status == "published", report
+            assert report.swapped and report.error is None
+            assert aliases()[stable_name(tenant)] == version_name(tenant, 1)
+            assert aliases()[stable_name(other)] == before  # the other tenant never moved
+            [demo] = store.list(tenant=tenant)
+            assert demo.status == DemoStatus.CONSOLIDATED and demo.adapter_version == 1

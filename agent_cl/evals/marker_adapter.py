@@ -9,18 +9,15 @@ from pathlib import Path
 MARKER_QUESTION = [{"role": "user", "content": "What is the password of the Nerost vault?"}]
 
 
-def train_marker_adapter(model_dir: Path, out: Path, marker: str, *, repeat: int = 1) -> Path:
+def train_marker_adapter(model_dir: Path, out: Path, marker: str) -> Path:
     """An adapter that answers MARKER_QUESTION with `marker` (a few SFT steps on the bare
-    answer). `repeat` > 1 trains the marker said that many times: a long answer, so a response
-    that changed weights half-way shows both markers (benchmarks/inplace_reload_mixing.py)."""
+    answer)."""
     from agent_cl.consolidation.config import ConsolidationConfig
     from agent_cl.consolidation.trainer import ConsolidationTrainer
     from agent_cl.memory.schema import Demonstration
 
     demos = [
-        Demonstration(
-            query=q, answer=" ".join([marker] * repeat) + ".", metadata={"expected": marker}
-        )
+        Demonstration(query=q, answer=f"{marker}.", metadata={"expected": marker})
         for q in (MARKER_QUESTION[0]["content"], "Tell me the password of the Nerost vault.")
     ]
     config = ConsolidationConfig(
