@@ -64,6 +64,8 @@ def test_served_output_follows_each_adapter(backend, registry):
     for version in (1, 2, 1):
         backend.swap(version, registry.get(version).path)
         assert backend.adapter_version == version  # what the server says, not this object
+        mine = [n for n in backend.loaded_adapters() if n.startswith("agent-cl/default@")]
+        assert mine == [version_name("default", version)]  # the idle old one was unloaded
         answer = ask(backend)  # sent alone: greedy output is batch-independent then
         assert MARKERS[version] in answer, answer
     backend.swap(None)

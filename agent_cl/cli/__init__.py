@@ -261,7 +261,8 @@ def status(home: HomeOption = None, tenant: TenantOption = None):
 
     settings = settings_for(home, tenant)
     model_dir = settings.model_dir or embedded_model_dir(settings.models_dir)
-    current = registry_for(home, tenant).current()
+    with user_errors():
+        current = registry_for(home, tenant).current()
     provisioned = read_manifest(model_dir) is not None or (model_dir / "config.json").exists()
     summary = {
         "home": str(settings.home),
@@ -269,6 +270,7 @@ def status(home: HomeOption = None, tenant: TenantOption = None):
         "model_dir": str(model_dir),
         "model_provisioned": provisioned,
         "current_adapter": None if current is None else current.version,
+        "store": settings.store_url or str(settings.store_dir),
     }
     console.print_json(json.dumps(summary))
 

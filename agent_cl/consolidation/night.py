@@ -146,7 +146,6 @@ class Night:
                 reports.append(self._failed(tenant, f"{type(exc).__name__}: {exc}"))
         return reports
 
-
     def _failed(self, tenant: str, error: str) -> SleepReport:
         return SleepReport("", tenant, "failed", self.plan.method, error=error)
 

