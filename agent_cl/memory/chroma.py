@@ -268,6 +268,8 @@ def _to_metadata(demo: Demonstration) -> dict[str, Any]:
         "adapter_version": _NO_VERSION if demo.adapter_version is None else demo.adapter_version,
         "extra": json.dumps(demo.metadata),
         "status_reason": demo.status_reason,
+        "messages": json.dumps(demo.messages),
+        "schema_version": demo.schema_version,
     }
 
 
@@ -284,4 +286,6 @@ def _from_row(document: str, meta: dict[str, Any]) -> Demonstration:
         created_at=float(meta["created_at"]),
         status_reason=meta.get("status_reason", ""),
         metadata=json.loads(meta.get("extra") or "{}"),
+        messages=json.loads(meta.get("messages") or "[]"),
+        schema_version=int(meta.get("schema_version", 1)),  # rows written before trajectories
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -15,9 +16,12 @@ class DemoStatus(StrEnum):
     """Life cycle: pending -> claimed (by a sleep run) -> consolidated | rejected.
 
     `claimed` exists so a crashed run can hand its batch back: a demonstration is marked
-    consolidated only after an adapter that learnt it has been published.
+    consolidated only after an adapter that learnt it has been published. `awaiting` holds an
+    episode no verifier decided, until feedback (`record_outcome`) makes it pending or
+    rejected; nights never claim it.
     """
 
+    AWAITING = "awaiting"
     PENDING = "pending"
     CLAIMED = "claimed"
     CONSOLIDATED = "consolidated"
@@ -25,6 +29,7 @@ class DemoStatus(StrEnum):
 
 
 MetadataValue = str | int | float | bool
+SCHEMA_VERSION = 2  # 2: `messages` holds the run's trajectory (LangChain message dicts)
 
 
 class Demonstration(BaseModel):
@@ -40,6 +45,12 @@ class Demonstration(BaseModel):
     status_reason: str = Field(default="", description="why a sleep run rejected it, if it did")
     created_at: float = Field(default_factory=time.time)
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    messages: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="the run as LangChain message dicts (messages_to_dict), tool calls and "
+        "tool results included; empty for a plain question/answer episode",
+    )
+    schema_version: int = SCHEMA_VERSION
 
     @field_validator("query", "answer")
     @classmethod

@@ -1,20 +1,33 @@
 """A LangChain chat model over any `ModelBackend`, so a LangGraph agent keeps running across
-adapter swaps without rebuilding its graph: each call goes to whatever the backend serves now."""
+adapter swaps without rebuilding its graph: each call goes to whatever the backend serves now.
+
+Tools: the embedded model's chat template has no tool syntax, so `bind_tools` describes the
+tools in the system message and asks for calls as `<tool_call>{"name": ..., "arguments":
+{...}}</tool_call>` (the tag SmolLM2's instruction data uses); replies are parsed back into
+`AIMessage.tool_calls`, and tool results travel as `tool` turns. A reply that names no tool,
+or an unknown one, or malformed JSON, stays plain text: the agent then simply answers.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
 from agent_cl.models.chat import ChatMessage
 from agent_cl.serving.backend import ModelBackend
 
-_ROLES = {"system": "system", "human": "user", "ai": "assistant"}
+_ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
+_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
 
 def to_chat_messages(messages: list[BaseMessage]) -> list[ChatMessage]:
@@ -24,12 +37,45 @@ def to_chat_messages(messages: list[BaseMessage]) -> list[ChatMessage]:
         if role is None:
             raise ValueError(f"unsupported message type {message.type!r} for this chat model")
         content = message.content if isinstance(message.content, str) else message.text
+        for call in getattr(message, "tool_calls", None) or []:
+            payload = json.dumps({"name": call["name"], "arguments": call["args"]})
+            content += f"<tool_call>{payload}</tool_call>"
         converted.append({"role": role, "content": content})
     return converted
 
 
+def tools_system_prompt(tools: Sequence[dict]) -> str:
+    specs = "\n".join(json.dumps(t["function"]) for t in tools)
+    return (
+        "You can call these tools:\n"
+        f"{specs}\n"
+        'To call one, reply only with <tool_call>{"name": NAME, "arguments": {...}}</tool_call>. '
+        "When you have the answer, reply with it in plain text."
+    )
+
+
+def parse_tool_calls(text: str, tools: Sequence[dict]) -> tuple[str, list[dict]]:
+    """(text without the calls, the calls to known tools)."""
+    known = {t["function"]["name"] for t in tools}
+    calls = []
+    for raw in _TOOL_CALL.findall(text):
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            continue
+        for item in data if isinstance(data, list) else [data]:
+            if isinstance(item, dict) and item.get("name") in known:
+                args = item.get("arguments") or {}
+                if isinstance(args, dict):
+                    calls.append({"name": item["name"], "args": args, "id": uuid.uuid4().hex[:12]})
+    if not calls:
+        return text, []
+    return _TOOL_CALL.sub("", text).strip(), calls
+
+
 class BackendChatModel(BaseChatModel):
-    """`BaseChatModel` over a backend; the answering adapter version is in response_metadata."""
+    """`BaseChatModel` over a backend; the answering adapter version is in response_metadata
+    (streamed chunks included)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -45,6 +91,17 @@ class BackendChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "agent-cl-backend"
 
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable | Any],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ):
+        """Tools as OpenAI function specs, passed to every call (see the module docstring)."""
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        return super().bind(tools=formatted, **kwargs)
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -52,8 +109,59 @@ class BackendChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        message = self._reply(messages, stop, **kwargs)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        """Token pieces when the backend streams (vLLM), else the whole reply as one chunk;
+        with tools bound, one chunk (a tool call is known only when the reply is complete)."""
+        pieces = getattr(self.backend, "iter_stream", None)
+        if pieces is None or kwargs.get("tools"):
+            message = self._reply(messages, stop, **kwargs)
+            chunk = AIMessageChunk(
+                content=message.content,
+                tool_call_chunks=[
+                    {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+                    for i, c in enumerate(message.tool_calls)
+                ],
+                response_metadata=message.response_metadata,
+            )
+            yield ChatGenerationChunk(message=chunk)
+            return
+        for text, version in pieces(
+            to_chat_messages(messages),
+            max_new_tokens=kwargs.get("max_new_tokens", self.max_new_tokens),
+            temperature=kwargs.get("temperature", self.temperature),
+        ):
+            meta = {"adapter_version": version}
+            chunk = ChatGenerationChunk(
+                message=AIMessageChunk(content=text, response_metadata=meta)
+            )
+            if run_manager is not None:
+                run_manager.on_llm_new_token(text, chunk=chunk)
+            yield chunk
+
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs: Any) -> AsyncIterator:
+        import asyncio
+
+        # the backends are synchronous: generate off the event loop, then hand the chunks over
+        chunks = await asyncio.to_thread(lambda: list(self._stream(messages, stop, **kwargs)))
+        for chunk in chunks:
+            yield chunk
+
+    def _reply(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any):
+        tools = kwargs.get("tools") or []
+        conversation = to_chat_messages(messages)
+        if tools:
+            conversation = _with_tools_prompt(conversation, tools)
         result = self.backend.generate(
-            [to_chat_messages(messages)],
+            [conversation],
             max_new_tokens=kwargs.get("max_new_tokens", self.max_new_tokens),
             temperature=kwargs.get("temperature", self.temperature),
         )
@@ -61,7 +169,17 @@ class BackendChatModel(BaseChatModel):
         if stop:
             cut = min((text.find(s) for s in stop if s in text), default=-1)
             text = text[:cut] if cut >= 0 else text
-        message = AIMessage(
-            content=text, response_metadata={"adapter_version": result.adapter_version}
+        text, calls = parse_tool_calls(text, tools) if tools else (text, [])
+        return AIMessage(
+            content=text,
+            tool_calls=calls,
+            response_metadata={"adapter_version": result.adapter_version},
         )
-        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def _with_tools_prompt(conversation: list[ChatMessage], tools: Sequence[dict]) -> list[ChatMessage]:
+    prompt = tools_system_prompt(tools)
+    if conversation and conversation[0]["role"] == "system":
+        first = {"role": "system", "content": conversation[0]["content"] + "\n\n" + prompt}
+        return [first, *conversation[1:]]
+    return [{"role": "system", "content": prompt}, *conversation]

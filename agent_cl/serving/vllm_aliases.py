@@ -3,8 +3,8 @@ current adapter version, for any client in any process, and no response mixes tw
 
 vLLM 0.32 has no alias for a LoRA adapter. Reloading one name in place (`load_inplace`) makes
 the server follow a swap, but responses in flight at that moment finish on the new weights:
-41 of 120 responses mixed the two versions under a swap every 0.5 s
-(benchmarks/inplace_reload_mixing.py). Unloading and reloading the name instead failed 117 of
+45 of 120 responses mixed the two versions under a swap every 0.5 s
+(benchmarks/inplace_reload_mixing.py). Unloading and reloading the name instead failed 120 of
 120 requests and killed the engine. So every version keeps its own name
 (`agent-cl/<tenant>@v0007`, fixed weights) and this ASGI middleware, which vLLM loads with
 `--middleware agent_cl.serving.vllm_aliases.AliasMiddleware`, rewrites the stable name to the

@@ -15,7 +15,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +207,21 @@ class VLLMBackend:
         # a swap during the batch: report the version the last answer came from
         return GenerationResult(texts, versions[-1] if versions else self.adapter_version)
 
+    def iter_stream(
+        self,
+        conversation: Sequence[ChatMessage],
+        *,
+        max_new_tokens: int = 48,
+        temperature: float = 0.0,
+    ) -> Iterator[tuple[str, int | None]]:
+        """(text piece, answering version) as the server streams them."""
+        for chunk in self._chunks(conversation, max_new_tokens, temperature):
+            version = version_of(chunk.get("model"))
+            for choice in chunk.get("choices", []):
+                piece = choice.get("delta", {}).get("content") or ""
+                if piece:
+                    yield piece, version
+
     def stream(
         self,
         conversation: Sequence[ChatMessage],
@@ -216,21 +231,14 @@ class VLLMBackend:
     ) -> dict[str, Any]:
         """One streamed request; returns its text, the model name that answered, its version,
         the finish reason and the completion token count."""
-        body = self._chat_body(conversation, max_new_tokens, temperature, stream=True)
-        body["stream_options"] = {"include_usage": True}
         pieces, model, finish, tokens = [], None, None, None
-        with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
-            response.raise_for_status()
-            for line in response.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[len("data: ") :])
-                model = chunk.get("model", model)
-                if chunk.get("usage"):
-                    tokens = chunk["usage"].get("completion_tokens")
-                for choice in chunk.get("choices", []):
-                    pieces.append(choice.get("delta", {}).get("content") or "")
-                    finish = choice.get("finish_reason") or finish
+        for chunk in self._chunks(conversation, max_new_tokens, temperature):
+            model = chunk.get("model", model)
+            if chunk.get("usage"):
+                tokens = chunk["usage"].get("completion_tokens")
+            for choice in chunk.get("choices", []):
+                pieces.append(choice.get("delta", {}).get("content") or "")
+                finish = choice.get("finish_reason") or finish
         return {
             "text": "".join(pieces),
             "model": model,
@@ -238,6 +246,15 @@ class VLLMBackend:
             "tokens": tokens,
             "version": version_of(model),
         }
+
+    def _chunks(self, conversation, max_new_tokens, temperature) -> Iterator[dict]:
+        body = self._chat_body(conversation, max_new_tokens, temperature, stream=True)
+        body["stream_options"] = {"include_usage": True}
+        with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    yield json.loads(line[len("data: ") :])
 
     def _chat_body(self, conversation, max_new_tokens, temperature, *, stream) -> dict:
         return {
