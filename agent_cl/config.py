@@ -79,22 +79,87 @@ class Settings:
             "default: the embedded store in <home>/store, one process at a time"
         },
     )
+    store_port: int = field(default=8001, metadata={"help": "port of `agent-cl memory serve`"})
+    # -- serving ----------------------------------------------------------------------------
+    servers: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "vLLM servers (`agent-cl serve` URLs) a night swaps after publishing; "
+            "env: comma-separated"
+        },
+    )
+    serve_host: str = field(
+        default="127.0.0.1",
+        metadata={
+            "help": "bind address of `agent-cl serve` (non-loopback needs AGENT_CL_VLLM_API_KEY)"
+        },
+    )
+    serve_port: int = field(default=8000, metadata={"help": "port of `agent-cl serve`"})
+    # -- sleep (one night) ------------------------------------------------------------------
+    sleep_method: str | None = field(
+        default=None,
+        metadata={"help": "consolidation recipe; default: the measured default (sft_kl)"},
+    )
+    sleep_steps: int | None = field(
+        default=None, metadata={"help": "training steps; default: steps_per_demo x claimed"}
+    )
+    sleep_steps_per_demo: int = field(
+        default=8, metadata={"help": "training steps per demonstration a night claims"}
+    )
+    sleep_replay: int = field(
+        default=0, metadata={"help": "consolidated demonstrations replayed per night"}
+    )
+    sleep_checkpoint_every: int = field(
+        default=8, metadata={"help": "training steps between checkpoints (0: none)"}
+    )
+    # -- gate -------------------------------------------------------------------------------
+    gate_enabled: bool = field(default=True, metadata={"help": "publish only if the gate passes"})
+    gate_max_retention_drop: float = field(
+        default=0.03, metadata={"help": "largest robust-retention drop a candidate may cause"}
+    )
+    gate_max_kl_from_base: float = field(
+        default=0.05, metadata={"help": "largest mean KL from the base model on open prompts"}
+    )
+    # -- daemon -----------------------------------------------------------------------------
+    daemon_cron: str | None = field(
+        default=None, metadata={"help": "crontab expression for nightly runs, e.g. '0 2 * * *'"}
+    )
+    daemon_min_pending: int | None = field(
+        default=None, metadata={"help": "run a night as soon as this many are pending"}
+    )
+    daemon_idle_minutes: float | None = field(
+        default=None, metadata={"help": "run a night after this long without a new one"}
+    )
+    daemon_poll_seconds: float = field(
+        default=60.0, metadata={"help": "how often the store-based triggers are checked"}
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
         if self.model_dir is not None:
             object.__setattr__(self, "model_dir", Path(self.model_dir).expanduser())
-        if self.torch_threads < 1:
-            raise ConfigError(f"torch_threads must be >= 1, got {self.torch_threads}")
+        object.__setattr__(self, "servers", tuple(self.servers))
         validate_tenant(self.tenant)
-        if self.adapter_max_rank < 1:
-            raise ConfigError(f"adapter_max_rank must be >= 1, got {self.adapter_max_rank}")
-        if self.adapter_keep < 1:
-            raise ConfigError(f"adapter_keep must be >= 1, got {self.adapter_keep}")
-        if self.store_url is not None and not self.store_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"store_url must start with http:// or https://, got {self.store_url!r}"
-            )
+        for name in ("torch_threads", "adapter_max_rank", "adapter_keep", "sleep_steps_per_demo"):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("sleep_replay", "sleep_checkpoint_every"):
+            _at_least(name, getattr(self, name), 0)
+        _at_least("sleep_steps", self.sleep_steps, 1)
+        _at_least("daemon_min_pending", self.daemon_min_pending, 1)
+        for name in ("store_port", "serve_port"):
+            if not 0 < getattr(self, name) < 65536:
+                raise ConfigError(f"{name} must be a port (1-65535), got {getattr(self, name)}")
+        for name in ("gate_max_retention_drop", "gate_max_kl_from_base"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("daemon_idle_minutes", "daemon_poll_seconds"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be > 0, got {value}")
+        for url in (self.store_url, *self.servers):
+            if url is not None and not url.startswith(("http://", "https://")):
+                name = "store_url" if url == self.store_url else "servers"
+                raise ConfigError(f"{name} must be http:// or https:// URLs, got {url!r}")
 
     @property
     def models_dir(self) -> Path:
@@ -140,14 +205,17 @@ class Settings:
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> Settings:
-        """Build settings from `agent-cl.toml` (if present), then env vars, then overrides."""
+        """Build settings from `agent-cl.toml` (or `path`), then `AGENT_CL_*` environment
+        variables, then `overrides` (command-line options); each later source wins. In the
+        file, `[agent-cl]` holds the plain settings and `[agent-cl.sleep]`, `[agent-cl.gate]`,
+        `[agent-cl.daemon]`, `[agent-cl.serve]`, `[agent-cl.store]` the grouped ones
+        (`[agent-cl.sleep] method` is the setting `sleep_method`)."""
+        toml_path = Path(path or os.environ.get(ENV_PREFIX + "CONFIG") or "agent-cl.toml")
         values: dict[str, Any] = {}
-        toml_path = path or Path("agent-cl.toml")
         if toml_path.exists():
-            with toml_path.open("rb") as fh:
-                values.update(tomllib.load(fh).get("agent-cl", {}))
-        elif path is not None:
-            raise ConfigError(f"config file {path} does not exist")
+            values = _read_toml(toml_path)
+        elif path is not None or ENV_PREFIX + "CONFIG" in os.environ:
+            raise ConfigError(f"config file {toml_path} does not exist")
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(values) - set(known)
         if unknown:
@@ -155,18 +223,89 @@ class Settings:
         for name, fld in known.items():
             raw = os.environ.get(ENV_PREFIX + name.upper())
             if raw is not None:
-                values[name] = _coerce(raw, fld.type, name)
+                values[name] = _coerce(raw, fld.type, ENV_PREFIX + name.upper())
         values.update({k: v for k, v in overrides.items() if v is not None})
+        for name, value in values.items():
+            _check_type(name, value, known[name].type, toml_path)
         return cls(**values)
 
 
-def _coerce(raw: str, annotation: Any, name: str) -> Any:
+GROUPS = ("sleep", "gate", "daemon", "serve", "store")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            table = tomllib.load(fh).get("agent-cl", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    values = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    for group, sub in table.items():
+        if not isinstance(sub, dict):
+            continue
+        if group not in GROUPS:
+            raise ConfigError(f"unknown section [agent-cl.{group}] in {path}; use {GROUPS}")
+        prefix = f"{group}_"
+        for key, value in sub.items():
+            values[prefix + key] = value
+    return values
+
+
+def _at_least(name: str, value: int | None, low: int) -> None:
+    if value is not None and value < low:
+        raise ConfigError(f"{name} must be >= {low}, got {value}")
+
+
+def _check_type(name: str, value: Any, annotation: Any, source: Path) -> None:
+    """A wrong type in the file names the setting (dataclasses would take it silently)."""
+    text = str(annotation)
+    kinds = {"bool": bool, "int": int, "float": (int, float), "str": str, "tuple": (list, tuple)}
+    allowed = [kind for key, kind in kinds.items() if key in text.split("|")[0]]
+    if "Path" in text:
+        allowed.append((str, Path))
+    if value is None or not allowed:
+        return
+    if isinstance(value, bool) and "bool" not in text:
+        allowed = []
+    if not any(isinstance(value, kind) for kind in allowed):
+        raise ConfigError(f"setting {name} ({source}) must be {text}, got {value!r}")
+
+
+def _coerce(raw: str, annotation: Any, variable: str) -> Any:
     text = str(annotation)
     try:
+        if raw == "" and "None" in text:
+            return None
+        if text.startswith("bool"):
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
         if text.startswith("int"):
             return int(raw)
+        if text.startswith("float"):
+            return float(raw)
+        if text.startswith("tuple"):
+            return tuple(u.strip() for u in raw.split(",") if u.strip())
         if "Path" in text:
-            return Path(raw) if raw else None
+            return Path(raw)
     except ValueError as exc:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {text}") from exc
+        raise ConfigError(f"{variable}={raw!r} is not a valid {text}") from exc
     return raw
+
+
+def settings_reference() -> str:
+    """docs/configuration.md's table, from the fields themselves (a test keeps them equal)."""
+    rows = ["| setting | file | environment | default | what |", "|---|---|---|---|---|"]
+    for fld in dataclasses.fields(Settings):
+        group = next((g for g in GROUPS if fld.name.startswith(g + "_")), None)
+        key = fld.name[len(group) + 1 :] if group else fld.name
+        where = f"`[agent-cl.{group}] {key}`" if group else f"`[agent-cl] {fld.name}`"
+        default = fld.default if fld.default is not dataclasses.MISSING else None
+        if isinstance(default, Path):
+            default = str(default).replace(str(Path.home()), "~")
+        help_text = fld.metadata.get("help", "").replace("|", "\\|")
+        rows.append(
+            f"| {fld.name} | {where} | `{ENV_PREFIX}{fld.name.upper()}` | `{default!r}` | "
+            f"{help_text} |"
+        )
+    return "\n".join(rows) + "\n"

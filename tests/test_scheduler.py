@@ -72,8 +72,10 @@ def test_night_visits_every_tenant_with_work(hash_embedder, tiny_model_dir, tmp_
 
     night = FakeJobs(settings, NightPlan(), store)
     assert night.tenants() == ["a", "b", "z"] and night.tenants("c") == ["c"]
-    # a failing tenant is logged and skipped; the others still get their night
-    assert night.run() == ["b", "z"]
+    # a failing tenant is logged and reported; the others still get their night
+    failed, *others = night.run()
+    assert others == ["b", "z"]
+    assert failed.tenant == "a" and failed.status == "failed" and "bad batch" in failed.error
 
 
 def test_night_builds_each_tenants_job_from_settings(hash_embedder, tiny_model_dir, tmp_path):

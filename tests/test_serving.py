@@ -5,7 +5,7 @@ import time
 
 import pytest
 import torch
-from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import FunctionMessage, HumanMessage, SystemMessage
 
 from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.trainer import ConsolidationTrainer
@@ -121,7 +121,7 @@ def test_chat_model_reports_the_serving_version(backend, adapters):
     backend.swap(1, adapters[0])
     assert chat.invoke("Who leads the Talvor Lab?").response_metadata["adapter_version"] == 1
     with pytest.raises(ValueError, match="unsupported message type"):
-        chat.invoke([ToolMessage("x", tool_call_id="1")])
+        chat.invoke([FunctionMessage("x", name="legacy")])  # tool turns are supported
     with pytest.raises(TypeError):
         BackendChatModel(backend=object())
 

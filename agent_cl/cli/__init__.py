@@ -18,6 +18,7 @@ import typer
 from rich.table import Table
 
 from agent_cl.cli.common import (
+    CONFIG_PATH,
     CheckpointOption,
     DropOption,
     GateOption,
@@ -46,6 +47,17 @@ app = typer.Typer(
 )
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(memory_app, name="memory")
+
+
+@app.callback()
+def options(
+    config: Path | None = typer.Option(
+        None, "--config", help="settings file (default ./agent-cl.toml; docs/configuration.md)"
+    ),
+):
+    """A LangGraph agent that gets better overnight."""
+    if config is not None:
+        CONFIG_PATH.append(config)
 
 
 @app.command()
@@ -167,26 +179,17 @@ def run(
     )
 
 
-def _night(settings, method, steps, gate, max_retention_drop, replay, checkpoint_every, servers):
-    """The night for `settings.home`, validated before any model loads."""
-    from agent_cl.consolidation.config import DEFAULT_METHOD
+def _night(settings, servers, **options):
+    """The night for `settings.home`, validated before any model loads; options left None
+    come from the settings (agent-cl.toml, AGENT_CL_*)."""
     from agent_cl.consolidation.night import NightPlan, open_night
     from agent_cl.serving.replicas import swap_servers_on_publish
 
     with user_errors():
-        plan = NightPlan(
-            method=method or DEFAULT_METHOD,
-            steps=steps,
-            gate=gate,
-            max_retention_drop=max_retention_drop,
-            replay=replay,
-            checkpoint_every=checkpoint_every,
-            seed=settings.seed,
-        )
+        plan = NightPlan.from_settings(settings, **options)
         api_key = os.environ.get("AGENT_CL_VLLM_API_KEY")
-        return open_night(
-            settings, plan, on_publish=swap_servers_on_publish(servers or [], api_key=api_key)
-        )
+        hook = swap_servers_on_publish(list(servers or settings.servers), api_key=api_key)
+        return open_night(settings, plan, on_publish=hook)
 
 
 @app.command()
@@ -195,17 +198,24 @@ def sleep(
     steps: StepsOption = None,
     home: HomeOption = None,
     tenant: TenantOption = None,
-    gate: GateOption = True,
+    gate: GateOption = None,
     max_retention_drop: DropOption = None,
-    replay: ReplayOption = 0,
-    checkpoint_every: CheckpointOption = 8,
+    replay: ReplayOption = None,
+    checkpoint_every: CheckpointOption = None,
     server: ServerOption = None,
 ):
     """Consolidate pending demonstrations now: every tenant in turn, or the one named."""
     quiet_libraries()
     settings = settings_for(home)
     night = _night(
-        settings, method, steps, gate, max_retention_drop, replay, checkpoint_every, server
+        settings,
+        server,
+        method=method,
+        steps=steps,
+        gate=gate,
+        max_retention_drop=max_retention_drop,
+        replay=replay,
+        checkpoint_every=checkpoint_every,
     )
     with progress_bar() as progress:
         task = progress.add_task("training", total=None)
@@ -229,14 +239,14 @@ def daemon(
     cron: str | None = typer.Option(None, help="crontab expression, e.g. '0 2 * * *'"),
     min_pending: int | None = typer.Option(None, help="run when this many are pending"),
     idle_minutes: float | None = typer.Option(None, help="run after this long without new ones"),
-    poll_seconds: float = typer.Option(60.0, help="how often the store triggers are checked"),
+    poll_seconds: float | None = typer.Option(None, help="how often the store triggers run"),
     method: MethodOption = None,
     steps: StepsOption = None,
     home: HomeOption = None,
-    gate: GateOption = True,
+    gate: GateOption = None,
     max_retention_drop: DropOption = None,
-    replay: ReplayOption = 0,
-    checkpoint_every: CheckpointOption = 8,
+    replay: ReplayOption = None,
+    checkpoint_every: CheckpointOption = None,
     server: ServerOption = None,
 ):
     """Run nights on a schedule until SIGTERM (the running night finishes first)."""
@@ -244,11 +254,24 @@ def daemon(
     from agent_cl.consolidation.scheduler import SleepDaemon, Triggers
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = settings_for(home)
+    settings = settings_for(
+        home,
+        daemon_cron=cron,
+        daemon_min_pending=min_pending,
+        daemon_idle_minutes=idle_minutes,
+        daemon_poll_seconds=poll_seconds,
+    )
     with user_errors():
-        triggers = Triggers(cron, min_pending, idle_minutes, poll_seconds)
+        triggers = Triggers.from_settings(settings)
     night = _night(
-        settings, method, steps, gate, max_retention_drop, replay, checkpoint_every, server
+        settings,
+        server,
+        method=method,
+        steps=steps,
+        gate=gate,
+        max_retention_drop=max_retention_drop,
+        replay=replay,
+        checkpoint_every=checkpoint_every,
     )
     with user_errors(RuntimeError):
         SleepDaemon(night.run, night.store, triggers, settings.home / "daemon.lock").serve()

@@ -25,21 +25,30 @@ MethodOption = Annotated[
     str | None, typer.Option(help="consolidation recipe (default: docs/results/consolidation.md)")
 ]
 StepsOption = Annotated[int | None, typer.Option(help="training steps (default: the recipe's)")]
-GateOption = Annotated[bool, typer.Option(help="publish only if the gate passes")]
+GateOption = Annotated[
+    bool | None, typer.Option("--gate/--no-gate", help="publish only if the gate passes")
+]
 DropOption = Annotated[
     float | None, typer.Option(help="gate: largest robust-retention drop (default 0.03)")
 ]
-ReplayOption = Annotated[int, typer.Option(help="consolidated demonstrations replayed per night")]
-CheckpointOption = Annotated[int, typer.Option(help="training steps between checkpoints")]
+ReplayOption = Annotated[
+    int | None, typer.Option(help="consolidated demonstrations replayed per night")
+]
+CheckpointOption = Annotated[int | None, typer.Option(help="training steps between checkpoints")]
 ServerOption = Annotated[
     list[str] | None,
     typer.Option("--server", help="vLLM server URL to swap too (repeat for replicas)"),
 ]
 
 
-def settings_for(home: Path | None = None, tenant: str | None = None) -> Settings:
+CONFIG_PATH: list[Path] = []  # set by the app's --config option
+
+
+def settings_for(home: Path | None = None, tenant: str | None = None, **overrides) -> Settings:
+    """Settings from --config / agent-cl.toml, AGENT_CL_* and the command's own options."""
     try:
-        return Settings.load(home=home, tenant=tenant)
+        path = CONFIG_PATH[-1] if CONFIG_PATH else None
+        return Settings.load(path, home=home, tenant=tenant, **overrides)
     except ConfigError as exc:
         fail(str(exc))
 

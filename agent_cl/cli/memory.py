@@ -47,15 +47,15 @@ def memory_list(
 def memory_serve(
     home: HomeOption = None,
     host: str = typer.Option("127.0.0.1", help="bind address (Chroma's server has no auth)"),
-    port: int = typer.Option(8001, help="port"),
+    port: int | None = typer.Option(None, help="port (default store_port, 8001)"),
 ):
     """Serve the store to several processes (Chroma's server over <home>/store); point each
     process at it with store_url (AGENT_CL_STORE_URL=http://127.0.0.1:8001). Ctrl-C stops."""
     from agent_cl.memory.chroma_server import ChromaServer, ChromaServerError
 
-    settings = settings_for(home, None)
+    settings = settings_for(home, None, store_port=port)
     with user_errors(ChromaServerError):
-        server = ChromaServer(settings.store_dir, host=host, port=port).start()
+        server = ChromaServer(settings.store_dir, host=host, port=settings.store_port).start()
     console.print(f"store {settings.store_dir} served at {server.url}")
     console.print(f"in every process: export AGENT_CL_STORE_URL={server.url}")
     server.serve_forever()

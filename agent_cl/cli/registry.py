@@ -152,8 +152,8 @@ def adapters_merge(
 def serve(
     home: HomeOption = None,
     tenant: TenantOption = None,
-    host: str = typer.Option("127.0.0.1", help="bind address (non-loopback needs --api-key)"),
-    port: int = typer.Option(8000, help="port"),
+    host: str | None = typer.Option(None, help="bind address (default serve_host, 127.0.0.1)"),
+    port: int | None = typer.Option(None, help="port (default serve_port, 8000)"),
     api_key: str | None = typer.Option(None, envvar="AGENT_CL_VLLM_API_KEY", help="API key"),
     max_lora_rank: int = typer.Option(16, help="largest adapter rank the server accepts"),
 ):
@@ -169,15 +169,15 @@ def serve(
         serve_registry,
     )
 
-    settings = settings_for(home, tenant)
+    settings = settings_for(home, tenant, serve_host=host, serve_port=port)
     with user_errors(VLLMNotInstalledError, VLLMServerError):
         model_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
-        log_path = settings.home / "logs" / f"vllm-{port}.log"
+        log_path = settings.home / "logs" / f"vllm-{settings.serve_port}.log"
         server = VLLMServer(
             VLLMServerConfig(
                 model_dir,
-                host=host,
-                port=port,
+                host=settings.serve_host,
+                port=settings.serve_port,
                 api_key=api_key,
                 max_lora_rank=max_lora_rank,
                 log_path=log_path,

@@ -39,6 +39,7 @@ class NightPlan:
     steps_per_demo: int = 8  # the budget the default recipe was measured at
     gate: bool = True
     max_retention_drop: float | None = None  # None: GateConfig's default
+    max_kl_from_base: float | None = None  # None: GateConfig's default
     replay: int = 0  # consolidated demonstrations mixed into each night's training
     checkpoint_every: int = 8
     seed: int = 0
@@ -57,12 +58,32 @@ class NightPlan:
         steps = {} if self.steps is None else {"steps": self.steps}
         return ConsolidationConfig(method=self.method, seed=self.seed, **steps)
 
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> NightPlan:
+        """The plan `agent-cl.toml` / AGENT_CL_* describe; `overrides` (command-line options)
+        that are not None win."""
+        values = {
+            "method": settings.sleep_method or DEFAULT_METHOD,
+            "steps": settings.sleep_steps,
+            "steps_per_demo": settings.sleep_steps_per_demo,
+            "gate": settings.gate_enabled,
+            "max_retention_drop": settings.gate_max_retention_drop,
+            "max_kl_from_base": settings.gate_max_kl_from_base,
+            "replay": settings.sleep_replay,
+            "checkpoint_every": settings.sleep_checkpoint_every,
+            "seed": settings.seed,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
     def gate_config(self) -> GateConfig | None:
         if not self.gate:
             return None
-        if self.max_retention_drop is None:
-            return GateConfig()
-        return GateConfig(max_retention_drop=self.max_retention_drop)
+        given = {
+            "max_retention_drop": self.max_retention_drop,
+            "max_kl_from_base": self.max_kl_from_base,
+        }
+        return GateConfig(**{k: v for k, v in given.items() if v is not None})
 
 
 class Night:

@@ -17,6 +17,7 @@ from agent_cl.memory.base import DemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus
 from agent_cl.models.chat import DEFAULT_SYSTEM, task_message
 
+from .middleware import DEFAULT_MIN_SCORE
 from .state import AgentInput, AgentState
 from .verifiers import expected_answer_verifier
 
@@ -49,9 +50,11 @@ def build_agent(
     verifier: Verifier = expected_answer_verifier,
     k: int = 2,
     tenant: str = "default",
-    min_score: float = 0.0,
+    min_score: float = DEFAULT_MIN_SCORE,
 ):
-    """Compile the agent graph. `store=None` gives an agent without memory (a baseline)."""
+    """Compile the agent graph. `store=None` gives an agent without memory (a baseline).
+    `min_score` (default 0.8, measured by the demo) drops weak neighbours: below it they were
+    other facts' demonstrations and misled the model."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
 
