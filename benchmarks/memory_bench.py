@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import os
 import platform
@@ -51,10 +50,13 @@ K = 4
 BLOCK = 10
 GEN_VERSION = "v1"
 
-_SYL = (
-    "ka lo mir zen tor vel qua ris dan bel sho nim gra fex pol ur yam cot lis dru ven osk tal "
-    "brim hex jun wol ap eth siv"
-).split()
+# fmt: off
+_SYL = [
+    "ka", "lo", "mir", "zen", "tor", "vel", "qua", "ris", "dan", "bel",
+    "sho", "nim", "gra", "fex", "pol", "ur", "yam", "cot", "lis", "dru",
+    "ven", "osk", "tal", "brim", "hex", "jun", "wol", "ap", "eth", "siv",
+]
+# fmt: on
 _TEMPLATES = [
     "Who leads the {a} Lab?",
     "Where is the {a} Institute located?",
@@ -171,7 +173,10 @@ class Int8Embedder:
 
         with torch.inference_mode():
             enc = self._tok(
-                list(texts), return_tensors="pt", padding=True, truncation=True,
+                list(texts),
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
                 max_length=self._max_len,
             )
             hidden = self._bert(**enc).last_hidden_state
@@ -187,11 +192,14 @@ class PerTenantPrototype:
     """PROTOTYPE layout, not in the store yet: one collection per tenant, each behind its own
     ChromaDemonstrationStore, searched without a where clause (the collection is the filter)."""
 
-    def __init__(self, client, embedder, tenants) -> None:
-        from agent_cl.memory.chroma import ChromaDemonstrationStore
+    def __init__(self, client, embedder, tenants, prefix: str = "") -> None:
+        from agent_cl.memory.chroma import COLLECTION, ChromaDemonstrationStore
 
+        self.embedder = embedder
         self.stores = {
-            t: ChromaDemonstrationStore(client, embedder=embedder, collection=f"demonstrations-{t}")
+            t: ChromaDemonstrationStore(
+                client, embedder=embedder, collection=f"{COLLECTION}{prefix}-{t}"
+            )
             for t in tenants
         }
 
@@ -199,11 +207,30 @@ class PerTenantPrototype:
         return self.stores[tenant].search(query, k=k)
 
     def add(self, demos) -> None:
+        """One embedding call for the whole batch, then one Chroma add per tenant (what the
+        store's `add` would do in this layout)."""
+        from agent_cl.memory.base import unique_by_id
+        from agent_cl.memory.chroma import _to_metadata
+
         by_tenant: dict[str, list] = {}
-        for d in demos:
+        for d in unique_by_id(demos).values():
             by_tenant.setdefault(d.tenant, []).append(d)
+        new = []
         for tenant, group in by_tenant.items():
-            self.stores[tenant].add(group)
+            col = self.stores[tenant]._collection
+            have = set(col.get(ids=[d.id for d in group], include=[])["ids"])
+            new += [d for d in group if d.id not in have]
+        embedded = self.embedder.embed([d.query for d in new])
+        vectors = dict(zip([d.id for d in new], embedded, strict=True))
+        for tenant, group in by_tenant.items():
+            group = [d for d in group if d.id in vectors]
+            if group:
+                self.stores[tenant]._collection.add(
+                    ids=[d.id for d in group],
+                    documents=[d.query for d in group],
+                    embeddings=[vectors[d.id] for d in group],
+                    metadatas=[_to_metadata(d) for d in group],
+                )
 
 
 class OneCollection:
@@ -217,30 +244,41 @@ class OneCollection:
         self.store.add(demos)
 
 
-def make_layout(layout: str, client, embedder):
-    from agent_cl.memory.chroma import ChromaDemonstrationStore
+def make_layout(layout: str, client, embedder, prefix: str = ""):
+    from agent_cl.memory.chroma import COLLECTION, ChromaDemonstrationStore
 
     if layout == "one":
-        return OneCollection(ChromaDemonstrationStore(client, embedder=embedder))
-    return PerTenantPrototype(client, embedder, TENANTS)
+        return OneCollection(
+            ChromaDemonstrationStore(client, embedder=embedder, collection=COLLECTION + prefix)
+        )
+    return PerTenantPrototype(client, embedder, TENANTS, prefix)
 
 
-def bulk_load(client, layout: str, demos, vectors) -> float:
-    """Add precomputed vectors straight to the collection(s) the layout reads; seconds taken."""
+def bulk_load(client, layout: str, demos, vectors, prefix: str = "", hnsw=None) -> float:
+    """Add precomputed vectors straight to the collection(s) the layout reads; seconds taken.
+    `hnsw`: a collection configuration given at creation (Chroma 1.5 ignores a later
+    `modify(configuration=...)` on an index already loaded in the process: measured)."""
     from agent_cl.memory.chroma import COLLECTION, _to_metadata
 
     t0 = time.perf_counter()
     batch = min(5000, client.get_max_batch_size())
     groups = (
-        {COLLECTION: list(range(len(demos)))}
+        {COLLECTION + prefix: list(range(len(demos)))}
         if layout == "one"
         else {
-            f"{COLLECTION}-{t}": [i for i, d in enumerate(demos) if d.tenant == t] for t in TENANTS
+            f"{COLLECTION}{prefix}-{t}": [i for i, d in enumerate(demos) if d.tenant == t]
+            for t in TENANTS
         }
     )
     for name, idx in groups.items():
         col = client.get_or_create_collection(
-            name=name, embedding_function=None, metadata={"hnsw:space": "cosine"}
+            name=name,
+            embedding_function=None,
+            **(
+                {"configuration": {"hnsw": {"space": "cosine", **hnsw}}}
+                if hnsw
+                else {"metadata": {"hnsw:space": "cosine"}}
+            ),
         )
         for s in range(0, len(idx), batch):
             part = idx[s : s + batch]
@@ -287,7 +325,10 @@ def embed_corpus(texts, cache_dir: Path, log) -> Any:
     t0 = time.perf_counter()
     model = default_embedder()._load()
     rest = model.encode(
-        texts[len(have) :], batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+        texts[len(have) :],
+        batch_size=64,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
         show_progress_bar=False,
     ).astype(np.float32)
     torch.set_num_threads(threads)
@@ -361,9 +402,7 @@ def run_variants(variants, queries, tenants, exact, warm) -> None:
                     else:
                         one(v, i, v.cached_ms)
     for v in variants:
-        v.recall = statistics.fmean(
-            len(h & e) / len(e) for h, e in zip(v.hits, exact, strict=True)
-        )
+        v.recall = statistics.fmean(len(h & e) / len(e) for h, e in zip(v.hits, exact, strict=True))
 
 
 def exact_topk(vectors, demos, qvecs, tenants):
@@ -392,19 +431,18 @@ def insert_rate(target, texts, offset: int, threads: int, batch: int = 50) -> di
     return {"n": len(demos), "batch": batch, "seconds": seconds, "per_s": len(demos) / seconds}
 
 
-def hnsw_sweep(client, layouts, table, queries, tenants, exact, efs) -> list[dict]:
-    """Chroma-only search (precomputed query vectors) per layout and ef_search, with recall."""
-    from agent_cl.memory.chroma import COLLECTION
-
+def hnsw_sweep(client, demos, vecs, table, queries, tenants, exact, configs, log) -> list[dict]:
+    """Chroma-only search (precomputed query vectors) per layout and HNSW configuration, with
+    recall; each non-default configuration is a fresh copy of the collections built with it."""
     rows = []
     pre = PrecomputedEmbedder(table)
-    for layout in layouts:
-        target = make_layout(layout, client, pre)
-        names = [COLLECTION] if layout == "one" else [f"{COLLECTION}-{t}" for t in TENANTS]
-        cols = [client.get_collection(n) for n in names]
-        for ef in efs:
-            for c in cols:
-                c.modify(configuration={"hnsw": {"ef_search": ef}})
+    for j, cfg in enumerate(configs):
+        for layout in ("one", "per-tenant"):
+            prefix = f"-sweep{j}" if cfg else ""
+            if cfg:
+                secs = bulk_load(client, layout, demos, vecs, prefix=prefix, hnsw=cfg)
+                log(f"    sweep {layout} {cfg}: built in {secs:.1f} s")
+            target = make_layout(layout, client, pre, prefix)
             for q, t in zip(queries[:5], tenants[:5], strict=True):
                 target.search(q, k=K, tenant=t)
             ms, hits = [], []
@@ -413,12 +451,9 @@ def hnsw_sweep(client, layouts, table, queries, tenants, exact, efs) -> list[dic
                 res = target.search(q, k=K, tenant=t)
                 ms.append((time.perf_counter() - t0) * 1000)
                 hits.append({h.demonstration.id for h in res})
-            recall = statistics.fmean(
-                len(h & e) / len(e) for h, e in zip(hits, exact, strict=True)
-            )
-            rows.append({"layout": layout, "ef_search": ef, **summary(ms), "recall": recall})
-        for c in cols:
-            c.modify(configuration={"hnsw": {"ef_search": 100}})
+            recall = statistics.fmean(len(h & e) / len(e) for h, e in zip(hits, exact, strict=True))
+            label = ", ".join(f"{k}={v}" for k, v in cfg.items()) or "default (ef_search=100, M=16)"
+            rows.append({"layout": layout, "hnsw": label, **summary(ms), "recall": recall})
     # Diagnostic: the one collection without the tenant filter (wrong answers, right cost of
     # the HNSW walk alone) - shows what the where clause costs.
     store = make_layout("one", client, pre).store
@@ -427,7 +462,7 @@ def hnsw_sweep(client, layouts, table, queries, tenants, exact, efs) -> list[dic
         t0 = time.perf_counter()
         store.search(q, k=K)
         ms.append((time.perf_counter() - t0) * 1000)
-    rows.append({"layout": "one, NO tenant filter (diagnostic)", "ef_search": 100, **summary(ms)})
+    rows.append({"layout": "one, NO tenant filter (diagnostic)", "hnsw": "default", **summary(ms)})
     return rows
 
 
@@ -438,8 +473,20 @@ def free_port() -> int:
 
 
 def measure_size(
-    n, corpus, vectors, queries_all, qtable, qvecs_all, n_queries, mode, work, log,
-    default_threads, int8, sweep=True, insert_n=300,
+    n,
+    corpus,
+    vectors,
+    queries_all,
+    qtable,
+    qvecs_all,
+    n_queries,
+    mode,
+    work,
+    log,
+    default_threads,
+    int8,
+    sweep=None,
+    insert_n=300,
 ):
     """Build both layouts with n demonstrations (embedded or behind a server), measure."""
     from agent_cl.memory.chroma import ChromaDemonstrationStore
@@ -465,8 +512,10 @@ def measure_size(
     client = primary._client
     try:
         load_s = {lay: bulk_load(client, lay, demos, vecs) for lay in ("one", "per-tenant")}
-        log(f"  {mode} {n}: bulk load one {load_s['one']:.1f} s, "
-            f"per-tenant {load_s['per-tenant']:.1f} s")
+        log(
+            f"  {mode} {n}: bulk load one {load_s['one']:.1f} s, "
+            f"per-tenant {load_s['per-tenant']:.1f} s"
+        )
         base = default_embedder()
 
         def V(name, layout, threads, inner=base, cached=False, note=""):
@@ -484,41 +533,61 @@ def measure_size(
             V("per-tenant (proto), threads=1", "per-tenant", 1),
             V("per-tenant (proto), threads=1, LRU", "per-tenant", 1, cached=True),
             V("one+where, Chroma only (precomputed q)", "one", 1, PrecomputedEmbedder(qtable)),
-            V("per-tenant, Chroma only (precomputed q)", "per-tenant", 1,
-              PrecomputedEmbedder(qtable)),
+            V(
+                "per-tenant, Chroma only (precomputed q)",
+                "per-tenant",
+                1,
+                PrecomputedEmbedder(qtable),
+            ),
         ]
         if int8 is not None:
-            variants.append(V("per-tenant (proto), int8 query embedder, threads=1",
-                              "per-tenant", 1, int8, note="deprecated torch.ao API"))
+            variants.append(
+                V(
+                    "per-tenant (proto), int8 query embedder, threads=1",
+                    "per-tenant",
+                    1,
+                    int8,
+                    note="deprecated torch.ao API",
+                )
+            )
         t0 = time.perf_counter()
         run_variants(variants, queries, tenants, exact, warm)
-        log(f"  {mode} {n}: {len(variants)} variants x {n_queries} queries in "
-            f"{time.perf_counter() - t0:.0f} s")
+        log(
+            f"  {mode} {n}: {len(variants)} variants x {n_queries} queries in "
+            f"{time.perf_counter() - t0:.0f} s"
+        )
         out: dict = {"n": n, "mode": mode, "bulk_load_s": load_s, "variants": []}
         for v in variants:
             chroma = [c - e for c, e in zip(v.cold, v.cold_embed, strict=True)]
-            out["variants"].append({
-                "name": v.name, "layout": v.layout, "torch_threads": v.threads,
-                "query_cache": v.cached, "note": v.note,
-                "cold_ms": summary(v.cold), "cached_ms": summary(v.cached_ms) if v.cached else None,
-                "embed_ms": summary(v.cold_embed), "chroma_ms": summary(chroma),
-                "recall_at_k": v.recall,
-            })
+            out["variants"].append(
+                {
+                    "name": v.name,
+                    "layout": v.layout,
+                    "torch_threads": v.threads,
+                    "query_cache": v.cached,
+                    "note": v.note,
+                    "cold_ms": summary(v.cold),
+                    "cached_ms": summary(v.cached_ms) if v.cached else None,
+                    "embed_ms": summary(v.cold_embed),
+                    "chroma_ms": summary(chroma),
+                    "recall_at_k": v.recall,
+                }
+            )
         if sweep:
-            qtab_n = {q: qtable[q] for q in queries}
             out["hnsw_sweep"] = hnsw_sweep(
-                client, ("one", "per-tenant"), qtab_n, queries, tenants, exact, (10, 100, 400)
+                client, demos, vecs, qtable, queries, tenants, exact, sweep, log
             )
         if insert_n:
             extra = queries_all[n_queries : n_queries + 3 * insert_n]  # unseen texts
             by = {v.name: v for v in variants}
             out["insert"] = {
-                variants[0].name: insert_rate(by[variants[0].name].target, extra[:insert_n],
-                                              n, d),
+                variants[0].name: insert_rate(by[variants[0].name].target, extra[:insert_n], n, d),
                 "one+where, threads=1": insert_rate(
-                    by["one+where, threads=1"].target, extra[insert_n : 2 * insert_n], n, 1),
+                    by["one+where, threads=1"].target, extra[insert_n : 2 * insert_n], n, 1
+                ),
                 "per-tenant (proto), threads=1": insert_rate(
-                    by["per-tenant (proto), threads=1"].target, extra[2 * insert_n :], n, 1),
+                    by["per-tenant (proto), threads=1"].target, extra[2 * insert_n :], n, 1
+                ),
             }
         out["seconds"] = time.perf_counter() - t_size
         return out
@@ -537,25 +606,33 @@ def fmt(x, w=6, p=1):
 
 
 def print_table(sizes) -> None:
-    head = (f"{'size':>6} {'mode':8} {'variant':52} {'cold50':>6} {'cold95':>6} {'hit50':>6} "
-            f"{'hit95':>6} {'emb50':>6} {'emb95':>6} {'chr50':>6} {'chr95':>6} {'rec@4':>5}")
+    head = (
+        f"{'size':>6} {'mode':8} {'variant':52} {'cold50':>6} {'cold95':>6} {'hit50':>6} "
+        f"{'hit95':>6} {'emb50':>6} {'emb95':>6} {'chr50':>6} {'chr95':>6} {'rec@4':>5}"
+    )
     print(head)
     print("-" * len(head))
     for s in sizes:
         for v in s["variants"]:
             c, h, e, ch = v["cold_ms"], v["cached_ms"] or {}, v["embed_ms"], v["chroma_ms"]
-            print(f"{s['n']:>6} {s['mode']:8} {v['name'][:52]:52} {fmt(c['p50'])} "
-                  f"{fmt(c['p95'])} {fmt(h.get('p50'))} {fmt(h.get('p95'))} {fmt(e['p50'])} "
-                  f"{fmt(e['p95'])} {fmt(ch['p50'])} {fmt(ch['p95'])} "
-                  f"{fmt(v['recall_at_k'], 5, 2)}")
+            print(
+                f"{s['n']:>6} {s['mode']:8} {v['name'][:52]:52} {fmt(c['p50'])} "
+                f"{fmt(c['p95'])} {fmt(h.get('p50'))} {fmt(h.get('p95'))} {fmt(e['p50'])} "
+                f"{fmt(e['p95'])} {fmt(ch['p50'])} {fmt(ch['p95'])} "
+                f"{fmt(v['recall_at_k'], 5, 2)}"
+            )
         for name, r in (s.get("insert") or {}).items():
-            print(f"{s['n']:>6} {s['mode']:8} insert/s {name[:43]:43} {r['per_s']:8.0f}  "
-                  f"(batches of {r['batch']}, embedding included)")
+            print(
+                f"{s['n']:>6} {s['mode']:8} insert/s {name[:43]:43} {r['per_s']:8.0f}  "
+                f"(batches of {r['batch']}, embedding included)"
+            )
         for r in s.get("hnsw_sweep") or []:
             rec = f"recall {r['recall']:.2f}" if "recall" in r else ""
-            print(f"{s['n']:>6} {s['mode']:8} chroma-only {r['layout'][:36]:36} "
-                  f"ef_search={r['ef_search']:<4} p50 {fmt(r['p50'], 5, 2)} "
-                  f"p95 {fmt(r['p95'], 5, 2)} {rec}")
+            print(
+                f"{s['n']:>6} {s['mode']:8} chroma-only {r['layout'][:36]:36} "
+                f"{r['hnsw'][:40]:40} p50 {fmt(r['p50'], 5, 2)} "
+                f"p95 {fmt(r['p95'], 5, 2)} {rec}"
+            )
         print()
 
 
@@ -565,7 +642,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "memory_bench.json"))
     parser.add_argument("--queries", type=int, default=None, help="cold queries per size")
     parser.add_argument(
-        "--cache-dir", default=str(Path(tempfile.gettempdir()) / "agent-cl-memory-bench"),
+        "--cache-dir",
+        default=str(Path(tempfile.gettempdir()) / "agent-cl-memory-bench"),
         help="where corpus vectors are kept between runs",
     )
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 query embedder")
@@ -586,16 +664,23 @@ def main() -> None:
     sizes = [1000, 10000] if args.quick else [1000, 10000, 50000]
     server_sizes = [] if args.quick else [10000]
     nq = args.queries or (150 if args.quick else 300)
+    per_size_q = {n: min(nq, 80 if args.quick else 150) if n < 10000 else nq for n in sizes}
+    fast_cfg = {"ef_search": 10}
+    rich_cfg = {"max_neighbors": 32, "ef_construction": 200, "ef_search": 200}
+    sweeps = {n: [{}] if n < 10000 else [{}, fast_cfg] for n in sizes}
+    if not args.quick:
+        sweeps = {n: [{}] if n < 10000 else [{}, fast_cfg, rich_cfg] for n in sizes}
     insert_n = 200 if args.quick else 400
 
     corpus = question_texts(max(sizes), seed=0)
     stored = set(corpus)
     queries_all = [
-        q for q in question_texts(max(sizes) + nq + 3 * insert_n + 2000, seed=1)
-        if q not in stored
+        q for q in question_texts(max(sizes) + nq + 3 * insert_n + 2000, seed=1) if q not in stored
     ][: nq + 3 * insert_n + 5]
-    log(f"corpus {len(corpus)} texts, {len(queries_all)} query/insert texts; "
-        f"torch default threads {default_threads}")
+    log(
+        f"corpus {len(corpus)} texts, {len(queries_all)} query/insert texts; "
+        f"torch default threads {default_threads}"
+    )
     vectors = embed_corpus(corpus, Path(args.cache_dir), log)
     base = default_embedder()
     torch.set_num_threads(1)
@@ -608,22 +693,50 @@ def main() -> None:
     if not args.no_int8:
         try:
             int8 = Int8Embedder(base)
-        except Exception as exc:  # noqa: BLE001 - optional variant
+        except Exception as exc:
             log(f"int8 embedder unavailable: {exc!r}")
 
     work = Path(tempfile.mkdtemp(prefix="agent-cl-memory-bench-"))
     results: list[dict] = []
     for n in sizes:
-        results.append(measure_size(
-            n, corpus, vectors, queries_all, qtable, qvecs_all, nq, "embedded", work, log,
-            default_threads, int8, insert_n=insert_n,
-        ))
+        results.append(
+            measure_size(
+                n,
+                corpus,
+                vectors,
+                queries_all,
+                qtable,
+                qvecs_all,
+                per_size_q[n],
+                "embedded",
+                work,
+                log,
+                default_threads,
+                int8,
+                sweep=sweeps[n],
+                insert_n=insert_n,
+            )
+        )
         log(f"embedded {n} done in {results[-1]['seconds']:.0f} s")
     for n in server_sizes:
-        results.append(measure_size(
-            n, corpus, vectors, queries_all, qtable, qvecs_all, nq, "server", work, log,
-            default_threads, int8, sweep=False, insert_n=0,
-        ))
+        results.append(
+            measure_size(
+                n,
+                corpus,
+                vectors,
+                queries_all,
+                qtable,
+                qvecs_all,
+                nq,
+                "server",
+                work,
+                log,
+                default_threads,
+                int8,
+                sweep=None,
+                insert_n=0,
+            )
+        )
         log(f"server {n} done in {results[-1]['seconds']:.0f} s")
 
     def cold95(n, mode="embedded", idx=0):

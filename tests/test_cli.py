@@ -50,7 +50,23 @@ def test_sleep_without_model_says_run_init(tmp_path):
     assert result.exit_code == 2 and "agent-cl init" in result.output
 
 
-def test_status_reports_home(tmp_path):
+def test_status_shows_each_tenant_and_the_next_night(tmp_path, monkeypatch, hash_embedder):
+    from agent_cl.memory.chroma import ChromaDemonstrationStore
+    from agent_cl.memory.schema import Demonstration
+    from agent_cl.serving.registry import AdapterRegistry
+    from tests.adapters import fake_adapter
+
+    AdapterRegistry(tmp_path / "adapters" / "alpha").publish(fake_adapter(tmp_path / "x", "x"))
+    with ChromaDemonstrationStore.open(tmp_path / "store", embedder=hash_embedder) as store:
+        store.add([Demonstration(query=f"q{i}?", answer="a", tenant="beta") for i in range(3)])
+    (tmp_path / "reports").mkdir()
+    report = {"tenant": "alpha", "status": "rejected", "gate": {"passed": False, "reason": "KL"}}
+    (tmp_path / "reports" / "sleep-20261126T020000-r1.json").write_text(json.dumps(report))
+    monkeypatch.setenv("AGENT_CL_DAEMON_CRON", "0 2 * * *")
+    monkeypatch.setenv("COLUMNS", "200")
     result = runner.invoke(app, ["status", "--home", str(tmp_path)])
-    assert result.exit_code == 0
-    assert json.loads(result.output)["home"] == str(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "02:00" in result.output and "cron 0 2 * * *" in result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
+    assert "v1" in rows["alpha"] and "rejected: KL" in rows["alpha"]
+    assert " 3 " in rows["beta"] and "never" in rows["beta"]

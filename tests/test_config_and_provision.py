@@ -78,3 +78,40 @@ def test_provisioning_converts_atomically(tmp_path):
     assert (model.path / "tokenizer.json").exists()
     assert [p.name for p in (tmp_path / "models").iterdir()] == [model.path.name]
     assert provision_embedded_model(tmp_path / "models", verify=True) == model
+
+
+def test_configuration_doc_lists_every_setting_as_the_code_defines_it():
+    from agent_cl.config import settings_reference
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    assert doc.endswith(settings_reference())
+
+
+def test_grouped_toml_env_overrides_and_errors_naming_the_setting(tmp_path, monkeypatch):
+    from agent_cl.config import ConfigError, Settings
+
+    config = tmp_path / "agent-cl.toml"
+    config.write_text(
+        '[agent-cl]\ntenant = "bot"\nservers = ["http://127.0.0.1:8000"]\n'
+        '[agent-cl.sleep]\nreplay = 4\n[agent-cl.gate]\nenabled = false\n'
+        '[agent-cl.daemon]\ncron = "0 2 * * *"\n'
+    )
+    monkeypatch.setenv("AGENT_CL_SLEEP_REPLAY", "6")
+    settings = Settings.load(config)
+    assert settings.tenant == "bot" and settings.servers == ("http://127.0.0.1:8000",)
+    assert settings.sleep_replay == 6  # the environment wins over the file
+    assert settings.gate_enabled is False and settings.daemon_cron == "0 2 * * *"
+    monkeypatch.setenv("AGENT_CL_GATE_ENABLED", "maybe")
+    with pytest.raises(ConfigError, match="AGENT_CL_GATE_ENABLED"):
+        Settings.load(config)
+    monkeypatch.delenv("AGENT_CL_GATE_ENABLED")
+    config.write_text('[agent-cl.gate]\nmax_retention_drop = "high"\n')
+    with pytest.raises(ConfigError, match="gate_max_retention_drop"):
+        Settings.load(config)
+    config.write_text("[agent-cl.nightly]\nx = 1\n")
+    with pytest.raises(ConfigError, match="unknown section"):
+        Settings.load(config)
+    monkeypatch.delenv("AGENT_CL_SLEEP_REPLAY")
+    config.write_text("[agent-cl.sleep]\nreplay = -1\n")
+    with pytest.raises(ConfigError, match="sleep_replay"):
+        Settings.load(config)

@@ -279,23 +279,95 @@ def daemon(
 
 @app.command()
 def status(home: HomeOption = None, tenant: TenantOption = None):
-    """Where the data lives, whether the model is provisioned, the current adapter."""
+    """Where the data lives and, per tenant: the version served, pending demonstrations, the
+    last night's gate decision and when the next night is due."""
+    quiet_libraries()
     from agent_cl.models.provision import embedded_model_dir, read_manifest
 
     settings = settings_for(home, tenant)
     model_dir = settings.model_dir or embedded_model_dir(settings.models_dir)
-    with user_errors():
-        current = registry_for(home, tenant).current()
     provisioned = read_manifest(model_dir) is not None or (model_dir / "config.json").exists()
-    summary = {
-        "home": str(settings.home),
-        "tenant": settings.tenant,
-        "model_dir": str(model_dir),
-        "model_provisioned": provisioned,
-        "current_adapter": None if current is None else current.version,
-        "store": settings.store_url or str(settings.store_dir),
-    }
-    console.print_json(json.dumps(summary))
+    state = "ready" if provisioned else "missing: run agent-cl init"
+    console.print(f"home {settings.home}; model {model_dir} ({state})")
+    console.print(
+        f"store {settings.store_url or settings.store_dir}; next night: {_next_night(settings)}"
+    )
+    table = Table("tenant", "current", "served", "pending", "last night")
+    with user_errors():
+        pending = _pending_counts(settings)
+        everyone = sorted({*settings.known_tenants(), *pending})
+        for name in everyone if tenant is None else (settings.tenant,):
+            current = registry_for(home, name).current()
+            table.add_row(
+                name,
+                "base" if current is None else f"v{current.version}",
+                _served(settings, name),
+                str(pending.get(name, 0)),
+                _last_night(settings, name),
+            )
+    console.print(table)
+
+
+def _pending_counts(settings) -> dict[str, int | str]:
+    from agent_cl.durable import LockedError
+    from agent_cl.memory.chroma import ChromaDemonstrationStore
+    from agent_cl.memory.schema import DemoStatus
+
+    try:
+        with ChromaDemonstrationStore.for_settings(settings) as store:
+            counts: dict[str, int | str] = {}
+            for demo in store.list(status=DemoStatus.PENDING):
+                counts[demo.tenant] = int(counts.get(demo.tenant, 0)) + 1
+            return counts
+    except LockedError:  # another process has the embedded store: say so, do not fail
+        return {t: "locked" for t in settings.known_tenants()}
+
+
+def _served(settings, tenant: str) -> str:
+    if not settings.servers:
+        return "-"
+    from agent_cl.serving.vllm_backend import VLLMBackend
+
+    answers = []
+    for url in settings.servers:
+        try:
+            answers.append(VLLMBackend(url, tenant=tenant).aliases().get(f"agent-cl/{tenant}", "-"))
+        except Exception as exc:  # a dead server is a cell in the table, not a crash
+            answers.append(f"unreachable ({type(exc).__name__})")
+    return ", ".join(answers)
+
+
+def _last_night(settings, tenant: str) -> str:
+    reports = sorted(settings.reports_dir.glob("sleep-*.json"), reverse=True)
+    for path in reports:
+        try:
+            report = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if report.get("tenant") == tenant:
+            gate = report.get("gate", {})
+            verdict = "gate passed" if gate.get("passed") else f"rejected: {gate.get('reason')}"
+            verdict = "gate off" if gate.get("reason") == "gate disabled" else verdict
+            when = path.name.split("-")[1]
+            return f"{when} {report.get('status')} ({verdict if gate else 'no gate'})"
+    return "never"
+
+
+def _next_night(settings) -> str:
+    from agent_cl.consolidation.scheduler import Triggers
+
+    try:
+        triggers = Triggers.from_settings(settings)
+    except ValueError:
+        return "not scheduled (set daemon_cron, daemon_min_pending or daemon_idle_minutes)"
+    parts = []
+    if triggers.cron:
+        parts.append(f"{triggers.next_cron_time():%Y-%m-%d %H:%M %Z} (cron {triggers.cron})")
+    if triggers.min_pending:
+        parts.append(f"when {triggers.min_pending} are pending")
+    if triggers.idle_minutes:
+        parts.append(f"after {triggers.idle_minutes} idle minutes")
+    return " or ".join(parts)
 
 
 app.command()(serve)  # defined with the registry commands it shares its helpers with

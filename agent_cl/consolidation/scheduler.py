@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,25 @@ class Triggers:
     min_pending: int | None = None  # a night as soon as this many demonstrations are pending
     idle_minutes: float | None = None  # ... or when none arrived for this long (and some wait)
     poll_seconds: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings) -> Triggers:
+        """The daemon's triggers from `daemon_*` settings (ValueError when none is set)."""
+        return cls(
+            settings.daemon_cron,
+            settings.daemon_min_pending,
+            settings.daemon_idle_minutes,
+            settings.daemon_poll_seconds,
+        )
+
+    def next_cron_time(self, now: datetime | None = None) -> datetime | None:
+        """When the cron trigger fires next (None without one)."""
+        if self.cron is None:
+            return None
+        from apscheduler.triggers.cron import CronTrigger
+
+        now = now or datetime.now().astimezone()
+        return CronTrigger.from_crontab(self.cron).get_next_fire_time(None, now)
 
     def __post_init__(self) -> None:
         if self.cron is None and self.min_pending is None and self.idle_minutes is None:
