@@ -93,7 +93,7 @@ def test_grouped_toml_env_overrides_and_errors_naming_the_setting(tmp_path, monk
     config = tmp_path / "agent-cl.toml"
     config.write_text(
         '[agent-cl]\ntenant = "bot"\nservers = ["http://127.0.0.1:8000"]\n'
-        '[agent-cl.sleep]\nreplay = 4\n[agent-cl.gate]\nenabled = false\n'
+        "[agent-cl.sleep]\nreplay = 4\n[agent-cl.gate]\nenabled = false\n"
         '[agent-cl.daemon]\ncron = "0 2 * * *"\n'
     )
     monkeypatch.setenv("AGENT_CL_SLEEP_REPLAY", "6")
