@@ -16,6 +16,7 @@ Full retention and per-kind scores are recorded beside it, so a report shows whe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,6 +25,10 @@ from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import ChatMessage, task_message
 from agent_cl.scoring.matching import answer_matches
 from agent_cl.scoring.retention import retention_breakdown
+from agent_cl.scoring.tool_calls import parse_tool_calls
+from agent_cl.scoring.verifiers import resolve_verifier
+
+log = logging.getLogger(__name__)
 
 Generate = Callable[[list[list[ChatMessage]]], list[str]]
 KLProbe = Callable[[], float]
@@ -90,20 +95,44 @@ class GateDecision:
 
 
 def demonstration_items(demonstrations: Sequence[Demonstration]) -> list[GateItem]:
-    """Each demonstration's question without its demonstration, checked against the expected
-    answer it was verified with; demonstrations without one cannot be scored and are skipped."""
+    """Each demonstration's question without its demonstration, judged the way the episode
+    was: by its own verifier when one was recorded (`metadata["verifier"]`, an import path),
+    else against the expected answer. Demonstrations with neither cannot be scored and are
+    skipped (the gate then says so)."""
     items = []
     for demo in demonstrations:
-        expected = str(demo.metadata.get("expected", "")).strip()
-        if expected:
-            items.append(
-                GateItem(
-                    [{"role": "user", "content": task_message(demo.query)}],
-                    lambda answer, expected=expected: answer_matches(answer, expected),
-                    kind=demo.skill,
-                )
-            )
+        conversation = [{"role": "user", "content": task_message(demo.query)}]
+        judge = _recorded_verifier(demo) or _expected_answer(demo)
+        if judge is not None:
+            items.append(GateItem(conversation, judge, kind=demo.skill))
     return items
+
+
+def _expected_answer(demo: Demonstration) -> Callable[[str], bool] | None:
+    expected = str(demo.metadata.get("expected", "")).strip()
+    if not expected:
+        return None
+    return lambda answer: answer_matches(answer, expected)
+
+
+def _recorded_verifier(demo: Demonstration) -> Callable[[str], bool] | None:
+    """The app's verifier replayed on the candidate's answer: the question, and the answer as
+    the agent would read it (tool calls parsed out of the text)."""
+    path = demo.metadata.get("verifier")
+    if not isinstance(path, str) or not path:
+        return None
+    try:
+        verifier = resolve_verifier(path)
+    except (ImportError, AttributeError) as exc:
+        log.warning("verifier %s of demonstration %s is gone (%s)", path, demo.id, exc)
+        return None
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    def judge(answer: str) -> bool:
+        text, calls = parse_tool_calls(answer)
+        return verifier([HumanMessage(demo.query), AIMessage(text, tool_calls=calls)]) is True
+
+    return judge
 
 
 def retention_items(limit: int | None = None) -> list[GateItem]:
@@ -160,7 +189,9 @@ class Gate:
         drop = before.retention - after.retention
         reasons = []
         if after.new_skill is None or before.new_skill is None:
-            reasons.append("no verifiable new-skill item (demonstrations lack 'expected')")
+            reasons.append(
+                "no verifiable new-skill item (no 'expected' answer, no recorded verifier)"
+            )
         elif after.new_skill - before.new_skill <= cfg.min_new_skill_gain:
             reasons.append(
                 f"new-skill accuracy {before.new_skill:.3f} -> {after.new_skill:.3f} "

@@ -8,12 +8,14 @@ Q/A as an earlier turn ("turns") to 34/40.
 
 from __future__ import annotations
 
+from agent_cl.consolidation.trajectories import prompt_messages
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import ChatMessage, task_message
 
 
 def student_messages(demo: Demonstration) -> list[ChatMessage]:
-    return [{"role": "user", "content": demo.query}]
+    """The bare query; for one turn of a trajectory, the run up to that turn."""
+    return prompt_messages(demo)
 
 
 def teacher_messages(demo: Demonstration, mode: str = "context") -> list[ChatMessage]:
@@ -25,6 +27,8 @@ def teacher_messages(demo: Demonstration, mode: str = "context") -> list[ChatMes
             {"role": "user", "content": demo.query},
             {"role": "assistant", "content": demo.answer},
         ]
+    if demo.messages:  # a trajectory's turn: the demonstration, then the run so far
+        return messages + prompt_messages(demo)
     question = task_message(demo.query, demo.context if use_context else None)
     messages.append({"role": "user", "content": question})
     return messages

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from agent_cl.consolidation import trajectories
 from agent_cl.consolidation.anchors import anchor_prompts as named_anchor_prompts
 from agent_cl.consolidation.augment import teacher_augment
 from agent_cl.consolidation.candidate import CandidateModel
@@ -428,6 +429,7 @@ class ConsolidationTrainer:
         """
         if not demonstrations:
             raise ValueError("nothing to consolidate: no demonstrations given")
+        demonstrations = trajectories.expand(demonstrations)  # one example per assistant turn
         if checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
         checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None

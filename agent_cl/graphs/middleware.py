@@ -30,6 +30,7 @@ from langgraph.config import get_config
 from agent_cl.config import validate_tenant
 from agent_cl.memory.base import DemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus
+from agent_cl.scoring.verifiers import verifier_path
 
 # A verifier judges a finished run from its messages: True logs it, False drops it, None
 # leaves the verdict to feedback.
@@ -142,11 +143,20 @@ class EpisodeLogger:
             tenant=self.tenant,
             skill=self.skill,
             status=status,
-            metadata={"run_id": run_id or uuid.uuid4().hex},
+            metadata=self._metadata(run_id),
             messages=messages_to_dict(list(messages)),
         )
         self.store.add([demo])
         return demo
+
+    def _metadata(self, run_id: str | None) -> dict[str, str]:
+        """The run id (for feedback) and, when the verifier can be imported by name, its path:
+        the night gates this skill with the same verifier (consolidation/gate.py)."""
+        meta = {"run_id": run_id or uuid.uuid4().hex}
+        path = verifier_path(self.verifier) if self.verifier is not None else None
+        if path:
+            meta["verifier"] = path
+        return meta
 
     def record_outcome(self, run_id: str, success: bool, correction: str | None = None) -> str:
         """Feedback for an episode logged as awaiting: success makes it pending (a night learns

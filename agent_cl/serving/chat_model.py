@@ -2,17 +2,14 @@
 adapter swaps without rebuilding its graph: each call goes to whatever the backend serves now.
 
 Tools: the embedded model's chat template has no tool syntax, so `bind_tools` describes the
-tools in the system message and asks for calls as `<tool_call>{"name": ..., "arguments":
-{...}}</tool_call>` (the tag SmolLM2's instruction data uses); replies are parsed back into
-`AIMessage.tool_calls`, and tool results travel as `tool` turns. A reply that names no tool,
-or an unknown one, or malformed JSON, stays plain text: the agent then simply answers.
+tools in the system message and asks for calls in `scoring.tool_calls`' text form; replies are
+parsed back into `AIMessage.tool_calls`, and tool results travel as `tool` turns. A reply that
+names no tool, or an unknown one, or malformed JSON, stays plain text: the agent then answers.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
@@ -24,10 +21,10 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
 from agent_cl.models.chat import ChatMessage
+from agent_cl.scoring.tool_calls import parse_tool_calls, render_tool_call
 from agent_cl.serving.backend import ModelBackend
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
-_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
 
 def to_chat_messages(messages: list[BaseMessage]) -> list[ChatMessage]:
@@ -38,8 +35,7 @@ def to_chat_messages(messages: list[BaseMessage]) -> list[ChatMessage]:
             raise ValueError(f"unsupported message type {message.type!r} for this chat model")
         content = message.content if isinstance(message.content, str) else message.text
         for call in getattr(message, "tool_calls", None) or []:
-            payload = json.dumps({"name": call["name"], "arguments": call["args"]})
-            content += f"<tool_call>{payload}</tool_call>"
+            content += render_tool_call(call["name"], call["args"])
         converted.append({"role": role, "content": content})
     return converted
 
@@ -52,25 +48,6 @@ def tools_system_prompt(tools: Sequence[dict]) -> str:
         'To call one, reply only with <tool_call>{"name": NAME, "arguments": {...}}</tool_call>. '
         "When you have the answer, reply with it in plain text."
     )
-
-
-def parse_tool_calls(text: str, tools: Sequence[dict]) -> tuple[str, list[dict]]:
-    """(text without the calls, the calls to known tools)."""
-    known = {t["function"]["name"] for t in tools}
-    calls = []
-    for raw in _TOOL_CALL.findall(text):
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            continue
-        for item in data if isinstance(data, list) else [data]:
-            if isinstance(item, dict) and item.get("name") in known:
-                args = item.get("arguments") or {}
-                if isinstance(args, dict):
-                    calls.append({"name": item["name"], "args": args, "id": uuid.uuid4().hex[:12]})
-    if not calls:
-        return text, []
-    return _TOOL_CALL.sub("", text).strip(), calls
 
 
 class BackendChatModel(BaseChatModel):
@@ -169,7 +146,8 @@ class BackendChatModel(BaseChatModel):
         if stop:
             cut = min((text.find(s) for s in stop if s in text), default=-1)
             text = text[:cut] if cut >= 0 else text
-        text, calls = parse_tool_calls(text, tools) if tools else (text, [])
+        known = {t["function"]["name"] for t in tools}
+        text, calls = parse_tool_calls(text, known) if tools else (text, [])
         return AIMessage(
             content=text,
             tool_calls=calls,

@@ -1,0 +1,75 @@
+"""A tool-use episode from a user's create_agent, end to end: logged by the middleware with its
+trajectory and verifier, trained on its assistant turns (the call included), and gated by
+replaying the question through the candidate and that same verifier."""
+
+from __future__ import annotations
+
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage, HumanMessage
+
+from agent_cl.consolidation.config import ConsolidationConfig
+from agent_cl.consolidation.gate import GateConfig, demonstration_items
+from agent_cl.consolidation.sleep import SleepJob
+from agent_cl.consolidation.trajectories import expand, prompt_messages
+from agent_cl.graphs.middleware import DemonstrationMiddleware
+from agent_cl.memory.inmemory import InMemoryDemonstrationStore
+from agent_cl.memory.schema import DemoStatus
+from agent_cl.serving.registry import AdapterRegistry
+from tests import tool_skill
+from tests.test_middleware import scripted
+
+CALL = {"name": "lab_leader", "args": {"lab": "Nerost"}, "id": "c1"}
+
+
+def log_tool_episode(store) -> None:
+    middleware = DemonstrationMiddleware(store, verifier=tool_skill.called_lab_leader_for_nerost)
+    model = scripted(AIMessage("", tool_calls=[CALL]), AIMessage("Quenvel Ostrami leads it."))
+    agent = create_agent(model, tools=[tool_skill.lab_leader], middleware=[middleware])
+    agent.invoke({"messages": [HumanMessage("Who leads the Nerost Lab?")]})
+
+
+def test_trajectory_becomes_one_example_per_assistant_turn(hash_embedder):
+    store = InMemoryDemonstrationStore(hash_embedder)
+    log_tool_episode(store)
+    [demo] = store.pending("default")
+    assert demo.metadata["verifier"] == "tests.tool_skill:called_lab_leader_for_nerost"
+    call_turn, final_turn = expand([demo])
+    assert call_turn.answer == (
+        '<tool_call>{"name": "lab_leader", "arguments": {"lab": "Nerost"}}</tool_call>'
+    )
+    assert prompt_messages(call_turn) == [{"role": "user", "content": "Who leads the Nerost Lab?"}]
+    assert final_turn.answer == "Quenvel Ostrami leads it."
+    assert [m["role"] for m in prompt_messages(final_turn)] == ["user", "assistant", "tool"]
+    assert expand([final_turn]) == [final_turn]  # expanding twice changes nothing
+    # the gate replays the question and judges the reply with the episode's own verifier
+    [item] = demonstration_items([demo])
+    assert item.is_correct(call_turn.answer) is True
+    assert item.is_correct("Quenvel Ostrami leads it.") is False  # no call: not the skill
+
+
+def test_a_night_trains_and_gates_the_tool_skill_with_its_verifier(
+    hash_embedder, tiny_model_dir, tmp_path
+):
+    store = InMemoryDemonstrationStore(hash_embedder)
+    log_tool_episode(store)
+    tool_skill.CALLS.clear()
+    job = SleepJob(
+        store=store,
+        registry=AdapterRegistry(tmp_path / "adapters"),
+        model_dir=tiny_model_dir,
+        config=ConsolidationConfig(method="sft", steps=2, batch_size=2),
+        gate=GateConfig(max_kl_from_base=None, max_new_tokens=8, retention_items=4),
+        torch_threads=1,
+    )
+    report = job.run()
+    assert report.train["steps"] == 2
+    before, after = report.gate["before"], report.gate["after"]
+    assert before["new_skill"] is not None and after["new_skill"] is not None  # it was scored
+    assert len(tool_skill.CALLS) == 2  # by the verifier: once before training, once after
+    assert [m.type for m in tool_skill.CALLS[-1]] == ["human", "ai"]
+    # the random tiny model cannot learn a tool call in 2 steps: the gate says so
+    assert (
+        report.status == "rejected" and "new-skill accuracy 0.000 -> 0.000" in report.gate["reason"]
+    )
+    [demo] = store.list()
+    assert demo.status == DemoStatus.REJECTED
