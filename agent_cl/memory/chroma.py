@@ -2,23 +2,18 @@
 
 We compute embeddings ourselves (offline MiniLM) and hand Chroma vectors, so Chroma never tries
 to download its default embedding model. Two processes writing one PersistentClient path lose
-vectors silently (measured: 18-27% lost), so `open` takes an exclusive lock on the path for the
-life of the process and a second process fails at once, told to use a Chroma server
-(`agent-cl memory serve`, setting `store_url`), which any number of processes share.
+vectors silently (measured: 18-27% lost), so `open` takes an exclusive lock on the path and a
+second process fails at once, told to use a Chroma server (`agent-cl memory serve`, setting
+`store_url`), which any number of processes share (`chroma_clients.py`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from agent_cl.config import Settings
-from agent_cl.durable import LockedError
 from agent_cl.memory.base import (
     DemonstrationStore,
     ScoredDemonstration,
@@ -26,73 +21,17 @@ from agent_cl.memory.base import (
     check_search_args,
     unique_by_id,
 )
+from agent_cl.memory.chroma_clients import ChromaConnection, StoreLockedError
 from agent_cl.memory.embeddings import Embedder, default_embedder
 from agent_cl.memory.schema import Demonstration, DemoStatus
 
+__all__ = ["ChromaDemonstrationStore", "StoreLockedError"]  # the error: the usual import path
+
 COLLECTION = "demonstrations"
 _NO_VERSION = -1  # Chroma metadata cannot hold None
-WRITER_LOCK = ".agent-cl-writer.lock"
-_WRITER_PID = ".agent-cl-writer.pid"
 
 
-class StoreLockedError(LockedError):
-    """Another process has the embedded store open."""
-
-
-class _PathLocks:
-    """The embedded store's one-writer rule, per process: the first `open` of a path takes an
-    OS lock (dropped when the process dies), later opens in the same process share it (Chroma
-    itself shares one client per path within a process)."""
-
-    def __init__(self) -> None:
-        self._held: dict[Path, list] = {}  # path -> [FileLock, open count]
-        self._mutex = threading.Lock()
-
-    def acquire(self, path: Path) -> None:
-        from filelock import FileLock, Timeout
-
-        path = path.resolve()
-        with self._mutex:
-            if path in self._held:
-                self._held[path][1] += 1
-                return
-            lock = FileLock(str(path / WRITER_LOCK))
-            try:
-                lock.acquire(timeout=0)
-            except Timeout as exc:
-                raise StoreLockedError(_locked_message(path)) from exc
-            (path / _WRITER_PID).write_text(str(os.getpid()))
-            self._held[path] = [lock, 1]
-
-    def release(self, path: Path) -> None:
-        path = path.resolve()
-        with self._mutex:
-            held = self._held.get(path)
-            if held is None:
-                return
-            held[1] -= 1
-            if held[1] == 0:
-                del self._held[path]
-                held[0].release()
-
-
-WRITER_LOCKS = _PathLocks()
-
-
-def _locked_message(path: Path) -> str:
-    try:
-        owner = f"process {(path / _WRITER_PID).read_text().strip()}"
-    except OSError:
-        owner = "another process"
-    return (
-        f"the store at {path} is open in {owner}; two processes writing one embedded Chroma "
-        "lose writes. Share it through a server: `agent-cl memory serve` (stop the other "
-        "process first), then set store_url (AGENT_CL_STORE_URL=http://127.0.0.1:8001) "
-        "in every process"
-    )
-
-
-class ChromaDemonstrationStore(DemonstrationStore):
+class ChromaDemonstrationStore(ChromaConnection, DemonstrationStore):
     supports_vector_search = True
 
     def __init__(
@@ -104,64 +43,6 @@ class ChromaDemonstrationStore(DemonstrationStore):
             name=collection, embedding_function=None, metadata={"hnsw:space": "cosine"}
         )
         self._lock = threading.Lock()
-        self._locked_path: Path | None = None
-
-    @classmethod
-    def open(cls, path: Path, **kwargs: Any) -> ChromaDemonstrationStore:
-        """A persistent store in `path` (created if missing), this process its only writer
-        until `close()` or exit (StoreLockedError when another process has it)."""
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        WRITER_LOCKS.acquire(path)
-        try:
-            client = chromadb.PersistentClient(
-                path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
-            )
-            store = cls(client, **kwargs)
-        except BaseException:
-            WRITER_LOCKS.release(path)
-            raise
-        store._locked_path = path
-        return store
-
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> ChromaDemonstrationStore:
-        """A store on a Chroma server (`agent-cl memory serve`), safe for many writers."""
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"store_url must look like http://127.0.0.1:8001, got {url!r}")
-        client = chromadb.HttpClient(
-            host=parsed.hostname,
-            port=parsed.port or (443 if parsed.scheme == "https" else 80),
-            ssl=parsed.scheme == "https",
-            settings=ChromaSettings(anonymized_telemetry=False),
-        )
-        return cls(client, **kwargs)
-
-    @classmethod
-    def for_settings(cls, settings: Settings, **kwargs: Any) -> ChromaDemonstrationStore:
-        """The store `settings` name: the server at `store_url`, else the embedded one."""
-        if settings.store_url:
-            return cls.from_url(settings.store_url, **kwargs)
-        return cls.open(settings.store_dir, **kwargs)
-
-    def close(self) -> None:
-        """Let another process open the embedded store (a no-op on a server)."""
-        if self._locked_path is not None:
-            WRITER_LOCKS.release(self._locked_path)
-            self._locked_path = None
-
-    def __enter__(self) -> ChromaDemonstrationStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def add(self, demonstrations: Sequence[Demonstration]) -> list[str]:
         fresh = unique_by_id(demonstrations)

@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-import httpx
-
-from agent_cl.memory.chroma import WRITER_LOCKS
+from agent_cl.managed_process import ManagedProcess, block_until_stopped
+from agent_cl.memory.chroma_clients import WRITER_LOCKS
 
 HEARTBEAT = "/api/v2/heartbeat"
 
@@ -36,7 +31,10 @@ def chroma_executable() -> str:
     return found
 
 
-class ChromaServer:
+class ChromaServer(ManagedProcess):
+    name = "chroma"
+    error = ChromaServerError
+
     def __init__(
         self,
         path: Path,
@@ -52,7 +50,6 @@ class ChromaServer:
         self.host, self.port = host, port
         self.log_path = log_path or self.path.parent / "logs" / f"chroma-{port}.log"
         self.startup_timeout = startup_timeout
-        self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
@@ -62,69 +59,25 @@ class ChromaServer:
         self.path.mkdir(parents=True, exist_ok=True)
         WRITER_LOCKS.acquire(self.path)  # StoreLockedError if a process has it open embedded
         try:
-            self._spawn()
+            cmd = [chroma_executable(), "run", "--path", str(self.path)]
+            cmd += ["--host", self.host, "--port", str(self.port)]
+            env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+            self.spawn(cmd, env, self.url + HEARTBEAT, timeout=self.startup_timeout, poll=0.2)
         except BaseException:
             WRITER_LOCKS.release(self.path)
             raise
         return self
 
-    def _spawn(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [chroma_executable(), "run", "--path", str(self.path)]
-        cmd += ["--host", self.host, "--port", str(self.port)]
-        with open(self.log_path, "ab") as log:
-            env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
-            self.process = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ChromaServerError(
-                    f"chroma exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
-            try:
-                if httpx.get(self.url + HEARTBEAT, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise ChromaServerError(
-            f"chroma not up after {self.startup_timeout:.0f} s:\n{self.log_tail()}"
-        )
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def stop(self, timeout: float = 15.0) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        super().stop(timeout)
         WRITER_LOCKS.release(self.path)
 
     def serve_forever(self, poll_seconds: float = 1.0) -> None:
         """Block until SIGTERM, Ctrl-C or the server's death; stop it on the way out."""
-        stop = threading.Event()
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            while not stop.is_set() and self.alive():
-                stop.wait(poll_seconds)
-        except KeyboardInterrupt:
-            pass
+            block_until_stopped(self.alive, poll_seconds)
         finally:
-            signal.signal(signal.SIGTERM, previous)
             self.stop()
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
 
     def __enter__(self) -> ChromaServer:
         return self.start()

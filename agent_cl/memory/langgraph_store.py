@@ -37,9 +37,7 @@ import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from langgraph.store.base import (
     BaseStore,
@@ -57,8 +55,7 @@ from langgraph.store.base import (
     get_text_at_path,
 )
 
-from agent_cl.config import Settings
-from agent_cl.memory.chroma import WRITER_LOCKS
+from agent_cl.memory.chroma_clients import ChromaConnection
 
 try:  # langgraph >= 1.1: the label checks for ops that reach `batch` directly
     from langgraph.store.base import validate_op_namespace
@@ -81,7 +78,7 @@ _ITEM_VECTOR = [1.0]  # items live in their own collection; Chroma still wants a
 _FIRST_WINDOW = 32  # vector rows fetched by the first ranking query
 
 
-class ChromaStore(BaseStore):
+class ChromaStore(ChromaConnection, BaseStore):
     """A LangGraph `BaseStore` in Chroma, behaving like `InMemoryStore` (see the module doc).
 
     `index` is LangGraph's IndexConfig: `{"dims": int, "embed": Embeddings | callable,
@@ -102,7 +99,6 @@ class ChromaStore(BaseStore):
         )
         self._batch_size = int(client.get_max_batch_size())
         self._lock = threading.RLock()
-        self._locked_path: Path | None = None
         if index:
             self.index_config: dict[str, Any] | None = dict(index)
             self.embeddings = ensure_embeddings(index.get("embed"))
@@ -112,68 +108,8 @@ class ChromaStore(BaseStore):
             self.index_config = None
             self.embeddings = None
 
-    # ---------------------------------------------------------------- construction
-
-    @classmethod
-    def open(
-        cls, path: Path | str, *, index: IndexConfig | None = None, **kwargs: Any
-    ) -> ChromaStore:
-        """An embedded store in `path` (created if missing); this process is its only writer
-        until `close()` (StoreLockedError if another process has the path open)."""
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        WRITER_LOCKS.acquire(path)
-        try:
-            client = chromadb.PersistentClient(
-                path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
-            )
-            store = cls(client, index=index, **kwargs)
-        except BaseException:
-            WRITER_LOCKS.release(path)
-            raise
-        store._locked_path = path
-        return store
-
-    @classmethod
-    def from_url(cls, url: str, *, index: IndexConfig | None = None, **kwargs: Any) -> ChromaStore:
-        """A store on a Chroma server (`agent-cl memory serve`), shared by many processes."""
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"store_url must look like http://127.0.0.1:8001, got {url!r}")
-        client = chromadb.HttpClient(
-            host=parsed.hostname,
-            port=parsed.port or (443 if parsed.scheme == "https" else 80),
-            ssl=parsed.scheme == "https",
-            settings=ChromaSettings(anonymized_telemetry=False),
-        )
-        return cls(client, index=index, **kwargs)
-
-    @classmethod
-    def for_settings(
-        cls, settings: Settings, *, index: IndexConfig | None = None, **kwargs: Any
-    ) -> ChromaStore:
-        """The store `settings` name: the server at `store_url`, else the embedded one."""
-        if settings.store_url:
-            return cls.from_url(settings.store_url, index=index, **kwargs)
-        return cls.open(settings.store_dir, index=index, **kwargs)
-
-    def close(self) -> None:
-        """Let another process open the embedded store (a no-op on a server)."""
-        if self._locked_path is not None:
-            WRITER_LOCKS.release(self._locked_path)
-            self._locked_path = None
-
-    def __enter__(self) -> ChromaStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    # construction: open / from_url / for_settings / close come from ChromaConnection,
+    # with the demonstration store's one-writer rule
 
     # ---------------------------------------------------------------- BaseStore
 

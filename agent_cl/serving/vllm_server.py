@@ -13,18 +13,14 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from agent_cl.managed_process import ManagedProcess, block_until_stopped
 from agent_cl.serving.vllm_aliases import API_KEY_ENV, AliasMiddleware
 
 LOOPBACK = "127.0.0.1"
@@ -95,14 +91,16 @@ def _free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-class VLLMServer:
+class VLLMServer(ManagedProcess):
     """Owns one server process: `start()` blocks until /health answers, `stop()` ends it."""
+
+    name = "vLLM"
+    error = VLLMServerError
 
     def __init__(self, config: VLLMServerConfig) -> None:
         require_vllm()
         self.config = config
         self.port = config.port or _free_port(config.host)
-        self.process: subprocess.Popen | None = None
         self.log_path = config.log_path or Path(f"/tmp/agent-cl-vllm-{self.port}.log")
 
     @property
@@ -138,59 +136,16 @@ class VLLMServer:
         return env
 
     def start(self) -> VLLMServer:
-        if self.process is not None and self.process.poll() is None:
-            return self
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it for its lifetime
-        self.process = subprocess.Popen(
-            self.command(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.environment(),
-            start_new_session=True,  # our signals (Ctrl-C in a test) do not reach it twice
-        )
-        log.close()
-        deadline = time.monotonic() + self.config.startup_timeout
-        headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                code = self.process.returncode
-                raise VLLMServerError(f"vLLM exited with {code}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/health", headers=headers, timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise VLLMServerError(
-            f"vLLM not healthy after {self.config.startup_timeout:.0f} s:\n{self.log_tail()}"
-        )
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def kill(self) -> None:
-        """SIGKILL, for crash tests."""
-        if self.alive():
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        if not self.alive():
+            key = self.config.api_key
+            self.spawn(
+                self.command(),
+                self.environment(),
+                f"{self.url}/health",
+                timeout=self.config.startup_timeout,
+                headers={"Authorization": f"Bearer {key}"} if key else None,
+            )
+        return self
 
     def __enter__(self) -> VLLMServer:
         return self.start()
@@ -209,12 +164,8 @@ def serve_registry(
     """Start `server`, point every tenant's stable name at its registry's current version
     (`registries`: tenant -> AdapterRegistry), and block until SIGTERM, Ctrl-C or the
     server's death; the server is stopped on the way out, whatever happened."""
-    import threading
-
     from agent_cl.serving.replicas import ReplicaSet
 
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         server.start()
         served = {
@@ -225,10 +176,6 @@ def serve_registry(
         }
         if on_ready is not None:
             on_ready(served)
-        while not stop.is_set() and server.alive():
-            stop.wait(poll_seconds)
-    except KeyboardInterrupt:
-        pass
+        block_until_stopped(server.alive, poll_seconds)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         server.stop()
