@@ -141,3 +141,40 @@ def test_rwlock_writer_waits_for_reader_and_blocks_new_readers():
         assert events == []  # writer waits for the reader
     writer.join(2)
     assert events == ["w"]
+
+
+def test_tools_chat_template_is_the_models_own_plus_the_same_tools_prompt(embedded_model_dir):
+    """vLLM's template for the embedded model: unchanged without tools; with tools, the very
+    prompt BackendChatModel uses in process, and tool calls rendered as the model emits them."""
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+    from transformers import AutoTokenizer
+
+    from agent_cl.scoring.tool_calls import tools_prompt
+    from agent_cl.serving.vllm_server import tools_chat_template
+    from tests.tool_skill import lab_leader
+
+    template = tools_chat_template(embedded_model_dir).read_text()
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    plain = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    for messages in (plain, plain[1:]):
+        ours = tokenizer.apply_chat_template(
+            messages, chat_template=template, tokenize=False, add_generation_prompt=True
+        )
+        assert ours == tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+    tools = [convert_to_openai_tool(lab_leader)]
+    call = {"name": "lab_leader", "arguments": '{"lab": "Nerost"}'}
+    turns = [
+        *plain,
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"type": "function", "function": call}],
+        },
+        {"role": "tool", "content": "Quenvel Ostrami"},
+    ]
+    text = tokenizer.apply_chat_template(turns, tools=tools, chat_template=template, tokenize=False)
+    assert "Be brief.\n\n" + tools_prompt(tools) in text
+    assert '<tool_call>{"name": "lab_leader", "arguments": {"lab": "Nerost"}}</tool_call>' in text
+    assert tools_chat_template(embedded_model_dir.parent) is None  # not a model: no template

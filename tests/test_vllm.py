@@ -350,3 +350,25 @@ def test_each_tenants_night_swaps_only_its_own_name(server, embedded_model_dir, 
             assert aliases()[stable_name(other)] == before  # the other tenant never moved
             [demo] = store.list(tenant=tenant)
             assert demo.status == DemoStatus.CONSOLIDATED and demo.adapter_version == 1
+
+
+def test_tool_calls_come_back_parsed_to_a_plain_chatopenai(server, embedded_model_dir, tmp_path):
+    """An adapter that answers with a tool call (trained here), served under a tenant's name:
+    a ChatOpenAI with tools bound gets OpenAI tool_calls from the server's parser."""
+    from langchain_openai import ChatOpenAI
+
+    from tests.tool_skill import lab_leader
+
+    call = '<tool_call>{"name": "lab_leader", "arguments": {"lab": "Nerost"}}</tool_call>'
+    adapter = train_marker_adapter(embedded_model_dir, tmp_path / "tool", call)
+    registry = AdapterRegistry(tmp_path / "adapters")
+    registry.publish(adapter)
+    VLLMBackend(server.url, tenant="tools").swap(1, registry.get(1).path)
+    llm = ChatOpenAI(
+        base_url=f"{server.url}/v1", api_key="none", model="agent-cl/tools", temperature=0
+    )
+    reply = llm.bind_tools([lab_leader]).invoke(QUESTION[0]["content"])
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("lab_leader", {"lab": "Nerost"})]
+    assert reply.response_metadata["model_name"] == version_name("tools", 1)
+    plain = llm.invoke(QUESTION[0]["content"])  # no tools offered: the text is left alone
+    assert "<tool_call>" in plain.content and not plain.tool_calls

@@ -12,9 +12,20 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
+TOOLS_PROMPT_HEAD = "You can call these tools:\n"
+TOOLS_PROMPT_TAIL = (
+    'To call one, reply only with <tool_call>{"name": NAME, "arguments": {...}}</tool_call>. '
+    "When you have the answer, reply with it in plain text."
+)
 _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+
+
+def tools_prompt(tools: Sequence[dict]) -> str:
+    """What the model is told about the tools it may call (OpenAI function specs)."""
+    specs = "".join(json.dumps(t.get("function", t)) + "\n" for t in tools)
+    return TOOLS_PROMPT_HEAD + specs + TOOLS_PROMPT_TAIL
 
 
 def render_tool_call(name: str, args: dict) -> str:

@@ -21,7 +21,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
 from agent_cl.models.chat import ChatMessage
-from agent_cl.scoring.tool_calls import parse_tool_calls, render_tool_call
+from agent_cl.scoring.tool_calls import parse_tool_calls, render_tool_call, tools_prompt
 from agent_cl.serving.backend import ModelBackend
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
@@ -38,16 +38,6 @@ def to_chat_messages(messages: list[BaseMessage]) -> list[ChatMessage]:
             content += render_tool_call(call["name"], call["args"])
         converted.append({"role": role, "content": content})
     return converted
-
-
-def tools_system_prompt(tools: Sequence[dict]) -> str:
-    specs = "\n".join(json.dumps(t["function"]) for t in tools)
-    return (
-        "You can call these tools:\n"
-        f"{specs}\n"
-        'To call one, reply only with <tool_call>{"name": NAME, "arguments": {...}}</tool_call>. '
-        "When you have the answer, reply with it in plain text."
-    )
 
 
 class BackendChatModel(BaseChatModel):
@@ -156,7 +146,7 @@ class BackendChatModel(BaseChatModel):
 
 
 def _with_tools_prompt(conversation: list[ChatMessage], tools: Sequence[dict]) -> list[ChatMessage]:
-    prompt = tools_system_prompt(tools)
+    prompt = tools_prompt(tools)
     if conversation and conversation[0]["role"] == "system":
         first = {"role": "system", "content": conversation[0]["content"] + "\n\n" + prompt}
         return [first, *conversation[1:]]

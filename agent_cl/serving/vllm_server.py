@@ -57,6 +57,7 @@ class VLLMServerConfig:
     kv_cache_gb: int = 2  # VLLM_CPU_KVCACHE_SPACE on CPU
     log_path: Path | None = None
     startup_timeout: float = 300.0
+    tool_calls: bool = True  # parse <tool_call> replies into OpenAI tool_calls where it fits
     extra_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -74,6 +75,26 @@ class VLLMServerConfig:
             )
         if self.max_loras < 1 or self.max_cpu_loras < self.max_loras:
             raise ValueError("need 1 <= max_loras <= max_cpu_loras")
+
+
+TEMPLATES = Path(__file__).parent / "templates"
+# The embedded model's own template ignores `tools`; ours is the same text plus the tools
+# prompt of scoring/tool_calls.py, and vLLM's hermes parser reads <tool_call>{...}</tool_call>.
+_TOOL_TEMPLATES = {
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+    "Face<|im_end|>\n' }}": TEMPLATES / "smollm2_tools.jinja",
+}
+
+
+def tools_chat_template(model_dir: Path) -> Path | None:
+    """A chat template that tells the model about tools, when we have one for its template
+    (SmolLM2-Instruct's); None leaves vLLM's tool calling off for this model."""
+    try:
+        own = (Path(model_dir) / "chat_template.jinja").read_text()
+    except FileNotFoundError:
+        return None
+    return next((path for head, path in _TOOL_TEMPLATES.items() if own.startswith(head)), None)
 
 
 def _is_loopback(host: str) -> bool:
@@ -117,6 +138,10 @@ class VLLMServer(ManagedProcess):
         cmd += ["--max-model-len", str(cfg.max_model_len)]
         # stable per-tenant names (agent-cl/<tenant>) resolved per request, see vllm_aliases
         cmd += ["--middleware", f"{AliasMiddleware.__module__}.{AliasMiddleware.__name__}"]
+        template = tools_chat_template(cfg.model_dir) if cfg.tool_calls else None
+        if template is not None:
+            cmd += ["--chat-template", str(template)]
+            cmd += ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
         return cmd + list(cfg.extra_args)  # the API key is in the environment, never argv
 
     def environment(self) -> dict[str, str]:
