@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +146,14 @@ def test_training_anchors_are_disjoint_from_retention_and_kl_prompts():
         assert not anchors & pool
         assert not anchors & kl_prompts
     assert not kl_prompts & pool
+
+
+def test_demo_plot_is_written_from_a_report(tmp_path):
+    import json
+
+    from agent_cl.evals.demo_plot import plot_demo
+
+    root = Path(__file__).resolve().parents[1]
+    report = json.loads((root / "docs" / "results" / "demo-quick.json").read_text())
+    path = plot_demo(report, tmp_path / "demo.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000

@@ -117,6 +117,13 @@ def demo(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2, default=str))
         console.print(f"report written to {json_path}")
+        from agent_cl.evals.demo_plot import plot_demo
+
+        try:
+            picture = plot_demo(report, json_path.with_suffix(".png"))
+            console.print(f"plot written to {picture}")
+        except ImportError as exc:
+            err.print(f"no plot: {exc}")
 
 
 DEMO_ROWS = {
