@@ -166,8 +166,8 @@ class VLLMBackend:
             try:
                 state = self._alias_state()
                 loaded = self.loaded_adapters()
-            except (httpx.HTTPError, AdapterLoadError):
-                return []  # server gone: nothing to free
+            except (httpx.HTTPError, AdapterLoadError, RuntimeError):
+                return []  # server gone, or this backend closed: nothing to free from here
             current = state["aliases"].get(self.current_model)
             old = [n for n in loaded if n.startswith(self.prefix) and n != current]
             busy = [n for n in old if state["in_flight"].get(n)]
