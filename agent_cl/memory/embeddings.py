@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import Protocol
 
 
@@ -47,10 +48,39 @@ class MiniLMEmbedder:
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        vectors = self._load().encode(
-            list(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        )
+        model = self._load()
+        with _few_threads(len(texts) <= SMALL_BATCH):
+            vectors = model.encode(
+                list(texts),
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return vectors.tolist()
+
+
+# A query or two embeds faster and far steadier on one torch thread: measured on 2 cores,
+# p95 10 ms on one thread vs 13 ms on two when idle, and 2-thread stalls of ~0.5 s under load
+# (benchmarks/memory_bench.py). Torch's thread count is process-wide, so we set it only for
+# the call and put it back.
+SMALL_BATCH = 8
+_threads_lock = threading.Lock()
+
+
+@contextmanager
+def _few_threads(enabled: bool):
+    if not enabled:
+        yield
+        return
+    import torch
+
+    with _threads_lock:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 _default: MiniLMEmbedder | None = None

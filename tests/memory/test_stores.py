@@ -54,3 +54,28 @@ def test_blank_fields_are_refused(field):
     values = {"query": "q", "answer": "a", field: "  "}
     with pytest.raises(ValidationError):
         Demonstration(**values)
+
+
+def test_a_store_written_in_one_collection_moves_to_one_per_tenant(tmp_path, hash_embedder):
+    """Stores from before per-tenant collections: the rows move once, nothing lost."""
+    import chromadb
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "old"))
+    legacy = client.get_or_create_collection(
+        "demonstrations", embedding_function=None, metadata={"hnsw:space": "cosine"}
+    )
+    from agent_cl.memory.chroma import _to_metadata
+
+    demos = [Demonstration(query=f"q{i}?", answer="a", tenant="ab"[i % 2]) for i in range(5)]
+    legacy.add(
+        ids=[d.id for d in demos],
+        documents=[d.query for d in demos],
+        embeddings=hash_embedder.embed([d.query for d in demos]),
+        metadatas=[_to_metadata(d) for d in demos],
+    )
+    store = ChromaDemonstrationStore(client, embedder=hash_embedder)
+    assert store.count() == 5 and store.count(tenant="a") == 3 and store.count(tenant="b") == 2
+    assert "demonstrations" not in {c.name for c in client.list_collections()}
+    assert store.search("q1?", k=1, tenant="b")[0].demonstration.query == "q1?"
+    again = ChromaDemonstrationStore(client, embedder=hash_embedder)  # a second open: no-op
+    assert again.count() == 5
