@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import math
 import socket
+import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -51,23 +52,36 @@ def index_config() -> dict:
     return {"dims": DIMS, "embed": bag_of_words, "fields": ["text"]}
 
 
-def make_store(kind: str, tmp_path, index=None):
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory):
+    """One real `chroma run` for the module; each test gets collections of its own."""
+    with ChromaServer(tmp_path_factory.mktemp("lg-server"), port=free_port()) as server:
+        yield server
+
+
+def make_store(kind: str, request, tmp_path, index=None):
     if kind == "memory":
         return InMemoryStore(index=index)
+    if kind == "server":
+        server = request.getfixturevalue("chroma_server")
+        return ChromaStore.from_url(server.url, index=index, collection=f"t{uuid.uuid4().hex}")
     return ChromaStore.open(tmp_path / "chroma", index=index)
 
 
-@pytest.fixture(params=["memory", "chroma"])
+KINDS = ["memory", "chroma", "server"]  # InMemoryStore, embedded Chroma, Chroma's server
+
+
+@pytest.fixture(params=KINDS)
 def store(request, tmp_path):
-    made = make_store(request.param, tmp_path)
+    made = make_store(request.param, request, tmp_path)
     yield made
     if isinstance(made, ChromaStore):
         made.close()
 
 
-@pytest.fixture(params=["memory", "chroma"])
+@pytest.fixture(params=KINDS)
 def indexed_store(request, tmp_path):
-    made = make_store(request.param, tmp_path, index=index_config())
+    made = make_store(request.param, request, tmp_path, index=index_config())
     yield made
     if isinstance(made, ChromaStore):
         made.close()
