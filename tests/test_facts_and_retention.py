@@ -157,3 +157,23 @@ def test_demo_plot_is_written_from_a_report(tmp_path):
     report = json.loads((root / "docs" / "results" / "demo-quick.json").read_text())
     path = plot_demo(report, tmp_path / "demo.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_tools_suite_is_seeded_and_its_verifier_reads_the_call():
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from agent_cl.evals.tools_skill import build_tool_tasks, called_lab_leader, lab_leader
+
+    tasks = build_tool_tasks(5, seed=3)
+    assert tasks == build_tool_tasks(5, seed=3) and len({t.lab for t in tasks}) == 5
+    task = tasks[0]
+    assert lab_leader.invoke({"lab": task.lab}) == task.leader
+
+    def run(args):
+        call = {"name": "lab_leader", "args": args, "id": "1"}
+        return [HumanMessage(task.question), AIMessage("", tool_calls=[call]), AIMessage("ok")]
+
+    assert called_lab_leader(run({"lab": task.lab})) is True
+    assert called_lab_leader(run({"lab": tasks[1].lab})) is False  # the wrong lab
+    assert called_lab_leader([HumanMessage(task.question), AIMessage(task.leader)]) is False
+    assert called_lab_leader([HumanMessage("Hello?"), AIMessage("hi")]) is None  # not this skill

@@ -149,9 +149,9 @@ def test_tools_chat_template_is_the_models_own_plus_the_same_tools_prompt(embedd
     from langchain_core.utils.function_calling import convert_to_openai_tool
     from transformers import AutoTokenizer
 
+    from agent_cl.evals.tools_skill import lab_leader
     from agent_cl.scoring.tool_calls import tools_prompt
     from agent_cl.serving.vllm_server import tools_chat_template
-    from tests.tool_skill import lab_leader
 
     template = tools_chat_template(embedded_model_dir).read_text()
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)

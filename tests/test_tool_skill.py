@@ -11,20 +11,27 @@ from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.gate import GateConfig, demonstration_items
 from agent_cl.consolidation.sleep import SleepJob
 from agent_cl.consolidation.trajectories import expand, prompt_messages
+from agent_cl.evals import tools_skill
 from agent_cl.graphs.middleware import DemonstrationMiddleware
 from agent_cl.memory.inmemory import InMemoryDemonstrationStore
 from agent_cl.memory.schema import DemoStatus
 from agent_cl.serving.registry import AdapterRegistry
-from tests import tool_skill
 from tests.test_middleware import scripted
 
 CALL = {"name": "lab_leader", "args": {"lab": "Nerost"}, "id": "c1"}
+CALLS: list[list] = []  # what the verifier was shown
+
+
+def recording_verifier(messages):
+    """The suite's verifier, recording each judgement (importable: the gate replays it)."""
+    CALLS.append(list(messages))
+    return tools_skill.called_lab_leader(messages)
 
 
 def log_tool_episode(store) -> None:
-    middleware = DemonstrationMiddleware(store, verifier=tool_skill.called_lab_leader_for_nerost)
+    middleware = DemonstrationMiddleware(store, verifier=recording_verifier)
     model = scripted(AIMessage("", tool_calls=[CALL]), AIMessage("Quenvel Ostrami leads it."))
-    agent = create_agent(model, tools=[tool_skill.lab_leader], middleware=[middleware])
+    agent = create_agent(model, tools=[tools_skill.lab_leader], middleware=[middleware])
     agent.invoke({"messages": [HumanMessage("Who leads the Nerost Lab?")]})
 
 
@@ -32,7 +39,7 @@ def test_trajectory_becomes_one_example_per_assistant_turn(hash_embedder):
     store = InMemoryDemonstrationStore(hash_embedder)
     log_tool_episode(store)
     [demo] = store.pending("default")
-    assert demo.metadata["verifier"] == "tests.tool_skill:called_lab_leader_for_nerost"
+    assert demo.metadata["verifier"] == "tests.test_tool_skill:recording_verifier"
     call_turn, final_turn = expand([demo])
     assert call_turn.answer == (
         '<tool_call>{"name": "lab_leader", "arguments": {"lab": "Nerost"}}</tool_call>'
@@ -52,7 +59,7 @@ def test_a_night_trains_and_gates_the_tool_skill_with_its_verifier(
 ):
     store = InMemoryDemonstrationStore(hash_embedder)
     log_tool_episode(store)
-    tool_skill.CALLS.clear()
+    CALLS.clear()
     job = SleepJob(
         store=store,
         registry=AdapterRegistry(tmp_path / "adapters"),
@@ -65,8 +72,8 @@ def test_a_night_trains_and_gates_the_tool_skill_with_its_verifier(
     assert report.train["steps"] == 2
     before, after = report.gate["before"], report.gate["after"]
     assert before["new_skill"] is not None and after["new_skill"] is not None  # it was scored
-    assert len(tool_skill.CALLS) == 2  # by the verifier: once before training, once after
-    assert [m.type for m in tool_skill.CALLS[-1]] == ["human", "ai"]
+    assert len(CALLS) == 2  # by the verifier: once before training, once after
+    assert [m.type for m in CALLS[-1]] == ["human", "ai"]
     # the random tiny model cannot learn a tool call in 2 steps: the gate says so
     assert (
         report.status == "rejected" and "new-skill accuracy 0.000 -> 0.000" in report.gate["reason"]

@@ -357,7 +357,7 @@ def test_tool_calls_come_back_parsed_to_a_plain_chatopenai(server, embedded_mode
     a ChatOpenAI with tools bound gets OpenAI tool_calls from the server's parser."""
     from langchain_openai import ChatOpenAI
 
-    from tests.tool_skill import lab_leader
+    from agent_cl.evals.tools_skill import lab_leader
 
     call = '<tool_call>{"name": "lab_leader", "arguments": {"lab": "Nerost"}}</tool_call>'
     adapter = train_marker_adapter(embedded_model_dir, tmp_path / "tool", call)
