@@ -1,30 +1,53 @@
 """Demonstration retrieval latency: `ChromaDemonstrationStore.search(query, k=4, tenant=...)`,
-query embedding included, at 1k / 10k (/ 50k) demonstrations over 10 tenants, and what it takes
-to reach p95 <= 20 ms at 10k and <= 60 ms at 50k.
+query embedding included, at 1k / 10k (/ 50k) demonstrations over 10 tenants, next to the
+layout the store had before (one collection filtered by tenant) in the same run.
 
     python benchmarks/memory_bench.py --quick   # 1k, 10k; last line: retrieval_p95_ms_10k=<ms>
     python benchmarks/memory_bench.py           # adds 50k and a Chroma server (from_url)
 
-Writes bench-results/memory_bench.json. Variants are measured side by side in one run on one
-store: queries go in blocks of 10, each block through every variant in rotated order, so the
-noise of a shared machine falls on all of them alike. Each variant reports:
+Writes bench-results/memory_bench.json and prints one table. The last line is the store's
+default path at 10k, embedded: p95 of cold queries, embedding included.
 
-- cold: query texts never seen before (what every first question pays, cache or not);
-- cached: the same texts asked again (only variants with an LRU of query embeddings);
-- embed: the embedding part of each cold search, chroma: the rest (Chroma query + rows);
-- recall@k against exact cosine top-k over the tenant's vectors.
+What is measured, per size, on one Chroma path:
 
-Layouts: `one` is the store as it is (one collection, `where={"tenant": t}`); `per-tenant` is a
-PROTOTYPE (the store has no such layout yet): one collection per tenant, each wrapped in a
-`ChromaDemonstrationStore(client, collection="demonstrations-<tenant>")` and searched with no
-where clause. The stores are bulk-loaded with precomputed MiniLM vectors (cached under the temp
-dir between runs); every measured search goes through `ChromaDemonstrationStore.search`.
-HNSW settings are compared on copies built with them: Chroma 1.5 records a later
-`collection.modify(configuration={"hnsw": {"ef_search": ...}})` but an index already loaded in
-the process keeps searching with the old value (measured: recall unchanged).
+- the STORE as it is (the primary variant): a collection per tenant, query embeddings cached
+  by text (LRU 4096) and computed on one torch thread. It is bulk-loaded with precomputed
+  MiniLM vectors through `store._collection(tenant, create=True).add(...)` (so loading costs
+  no embedding); every measured search goes through `store.search`. "cold" queries are texts
+  never asked before on that store instance (warm-up uses other texts); "cached" asks the same
+  texts again and must not embed anything (checked: `cached_embed_calls`).
+- the PREVIOUS LAYOUT (v<=2026-11-26 morning), rebuilt here with chromadb and the same MiniLM
+  model: one collection for all tenants, `where={"tenant": t}`, no cache, the model called
+  directly with torch's thread count as set: the process default (what it ran with) and 1.
+  (The store itself can no longer hold this layout: given a collection named exactly like its
+  prefix it moves the rows into per-tenant collections and deletes it.)
+- diagnostics: both layouts with precomputed query vectors (Chroma's share alone), and the
+  store with an int8-quantized query embedder (torch.ao, deprecated there; `--no-int8` skips
+  it) whose recall shows whether int8 queries against fp32 vectors are acceptable.
+- insert rates through `store.add` (batches of 50, and one per call as an agent logs
+  episodes) and through the previous layout's add (batches of 50), embedding included.
 
-Run time on 2 shared cores: --quick about 50 s with the vector cache warm, 2 min cold; the full
-run about 15 min cold (40k more texts to embed, 50k-store builds, the server).
+Queries go in blocks of 10, each block through every variant in rotated order, so the noise of
+a shared machine falls on all of them alike; the cached pass follows the cold pass. Each
+variant reports cold (and cached) latency, its embedding part and the rest ("chroma": query +
+rows), and recall@4 against exact cosine top-4 over the tenant's vectors. Corpus vectors are
+cached under the temp dir between runs (`--cache-dir`).
+
+Dropped: the HNSW sweep. With a collection per tenant Chroma's share is 1-2 ms (p95 2-7 ms) of
+an ~11 ms search, the rest being the embedding, so ef_search/M cannot move p95 much; the store
+creates its collections with default HNSW settings, and Chroma 1.5 ignores a later
+`modify(configuration=...)` on an index already loaded in the process, so a sweep needs a
+rebuilt copy per setting. Also dropped: the per-tenant prototype (the store is that layout now)
+and the store with two torch threads (its embedder sets one thread itself for <= 8 texts).
+
+Measured 2026-11-26 (2 shared cores, p95 cold / cached, ms): 10k store 16 / 2 vs previous
+layout 522 (2 threads) and 28 (1 thread); 50k store 17 / 3 vs 566 and 87. The 2-thread
+previous layout pays ~0.5 s in nearly every embedding: with Chroma loaded in the process,
+a 2-thread torch encode stalls (in a side check, not before Chroma was loaded).
+
+Run time on 2 shared cores with the vector cache warm: --quick about 70 s; the full run about
+8 min (50k builds of both layouts, the server). A cold vector cache adds the 50k corpus
+embedding (about 10 min).
 """
 
 from __future__ import annotations
@@ -40,9 +63,7 @@ import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +78,8 @@ K = 4
 BLOCK = 10
 SINGLE = 30  # demonstrations inserted one add() call each
 GEN_VERSION = "v1"
+PREVIOUS = "previous layout (v<=2026-11-26 morning)"
+PREVIOUS_COLLECTION = "bench-previous-layout"  # not the store's prefix: it would be migrated
 
 # fmt: off
 _SYL = [
@@ -102,52 +125,41 @@ def question_texts(n: int, seed: int) -> list[str]:
 
 
 class TimedEmbedder:
-    """Records how long the last `embed` call took (ms), so search time splits into parts."""
+    """Counts `embed` calls and records how long the last one took (ms), so a search splits
+    into embedding and the rest, and a cache hit shows as no call at all."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
         self.dimension = inner.dimension
         self.last_ms = 0.0
+        self.calls = 0
 
     def embed(self, texts):
         t0 = time.perf_counter()
         out = self.inner.embed(texts)
         self.last_ms = (time.perf_counter() - t0) * 1000
+        self.calls += 1
         return out
 
 
-class LRUEmbedder:
-    """Query-embedding cache keyed by the exact text: agents repeat questions. Misses are
-    embedded together in one call; a cold text still pays the full embedding."""
+class DirectEmbedder:
+    """MiniLM as the previous layout called it: `encode` on whatever torch thread count the
+    process has (the store's embedder now switches to one thread for small batches)."""
 
-    def __init__(self, inner, maxsize: int = 4096) -> None:
-        self.inner = inner
-        self.dimension = inner.dimension
-        self.maxsize = maxsize
-        self._cache: OrderedDict[str, list[float]] = OrderedDict()
-        self._lock = threading.Lock()
+    dimension = 384
+
+    def __init__(self, minilm) -> None:
+        self.minilm = minilm
 
     def embed(self, texts):
-        texts = list(texts)
-        with self._lock:
-            hits = {t: self._cache[t] for t in texts if t in self._cache}
-            for t in hits:
-                self._cache.move_to_end(t)
-        missing = list(dict.fromkeys(t for t in texts if t not in hits))
-        if missing:
-            fresh = dict(zip(missing, self.inner.embed(missing), strict=True))
-            with self._lock:
-                for t, v in fresh.items():
-                    self._cache[t] = v
-                    self._cache.move_to_end(t)
-                while len(self._cache) > self.maxsize:
-                    self._cache.popitem(last=False)
-            hits.update(fresh)
-        return [hits[t] for t in texts]
+        vectors = self.minilm._load().encode(
+            list(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        return vectors.tolist()
 
 
 class PrecomputedEmbedder:
-    """Vectors computed beforehand: `search` through it costs only Chroma (diagnostic)."""
+    """Vectors computed beforehand: a search through it costs only Chroma (diagnostic)."""
 
     dimension = 384
 
@@ -193,110 +205,79 @@ class Int8Embedder:
             return torch.nn.functional.normalize(pooled, dim=-1).tolist()
 
 
-# --- stores ---------------------------------------------------------------------------------
+# --- the previous layout --------------------------------------------------------------------
 
 
-class PerTenantPrototype:
-    """PROTOTYPE layout, not in the store yet: one collection per tenant, each behind its own
-    ChromaDemonstrationStore, searched without a where clause (the collection is the filter)."""
+class PreviousLayout:
+    """The store's search and add as they were up to the morning of 2026-11-26 (one collection
+    for every tenant, a where clause on tenant, no query cache), on chromadb directly."""
 
-    def __init__(self, client, embedder, tenants, prefix: str = "") -> None:
-        from agent_cl.memory.chroma import COLLECTION, ChromaDemonstrationStore
-
+    def __init__(self, client, embedder) -> None:
         self.embedder = embedder
-        self.stores = {
-            t: ChromaDemonstrationStore(
-                client, embedder=embedder, collection=f"{COLLECTION}{prefix}-{t}"
-            )
-            for t in tenants
-        }
+        self.collection = client.get_or_create_collection(
+            name=PREVIOUS_COLLECTION, embedding_function=None, metadata={"hnsw:space": "cosine"}
+        )
 
     def search(self, query: str, *, k: int, tenant: str):
-        return self.stores[tenant].search(query, k=k)
+        from agent_cl.memory.base import ScoredDemonstration
+        from agent_cl.memory.chroma import _from_row
+
+        [vector] = self.embedder.embed([query])
+        res = self.collection.query(
+            query_embeddings=[vector],
+            n_results=k,
+            where={"tenant": tenant},
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            ScoredDemonstration(_from_row(doc, meta), 1.0 - float(dist))
+            for doc, meta, dist in zip(
+                res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True
+            )
+        ]
 
     def add(self, demos) -> None:
-        """One embedding call for the whole batch, then one Chroma add per tenant (what the
-        store's `add` would do in this layout)."""
         from agent_cl.memory.base import unique_by_id
         from agent_cl.memory.chroma import _to_metadata
 
-        by_tenant: dict[str, list] = {}
-        for d in unique_by_id(demos).values():
-            by_tenant.setdefault(d.tenant, []).append(d)
-        new = []
-        for tenant, group in by_tenant.items():
-            col = self.stores[tenant]._collection
-            have = set(col.get(ids=[d.id for d in group], include=[])["ids"])
-            new += [d for d in group if d.id not in have]
-        embedded = self.embedder.embed([d.query for d in new])
-        vectors = dict(zip([d.id for d in new], embedded, strict=True))
-        for tenant, group in by_tenant.items():
-            group = [d for d in group if d.id in vectors]
-            if group:
-                self.stores[tenant]._collection.add(
-                    ids=[d.id for d in group],
-                    documents=[d.query for d in group],
-                    embeddings=[vectors[d.id] for d in group],
-                    metadatas=[_to_metadata(d) for d in group],
-                )
+        fresh = unique_by_id(demos)
+        existing = set(self.collection.get(ids=list(fresh), include=[])["ids"])
+        new = [d for i, d in fresh.items() if i not in existing]
+        if new:
+            self.collection.add(
+                ids=[d.id for d in new],
+                documents=[d.query for d in new],
+                embeddings=self.embedder.embed([d.query for d in new]),
+                metadatas=[_to_metadata(d) for d in new],
+            )
 
 
-class OneCollection:
-    def __init__(self, store) -> None:
-        self.store = store
-
-    def search(self, query: str, *, k: int, tenant: str):
-        return self.store.search(query, k=k, tenant=tenant)
-
-    def add(self, demos) -> None:
-        self.store.add(demos)
+# --- loading --------------------------------------------------------------------------------
 
 
-def make_layout(layout: str, client, embedder, prefix: str = ""):
-    from agent_cl.memory.chroma import COLLECTION, ChromaDemonstrationStore
+def bulk_load(client, store, previous, demos, vectors) -> dict[str, float]:
+    """Precomputed vectors straight into the store's per-tenant collections and the previous
+    layout's one collection; seconds taken by each."""
+    from agent_cl.memory.chroma import _to_metadata
 
-    if layout == "one":
-        return OneCollection(
-            ChromaDemonstrationStore(client, embedder=embedder, collection=COLLECTION + prefix)
-        )
-    return PerTenantPrototype(client, embedder, TENANTS, prefix)
-
-
-def bulk_load(client, layout: str, demos, vectors, prefix: str = "", hnsw=None) -> float:
-    """Add precomputed vectors straight to the collection(s) the layout reads; seconds taken.
-    `hnsw`: a collection configuration given at creation (Chroma 1.5 ignores a later
-    `modify(configuration=...)` on an index already loaded in the process: measured)."""
-    from agent_cl.memory.chroma import COLLECTION, _to_metadata
-
-    t0 = time.perf_counter()
     batch = min(5000, client.get_max_batch_size())
-    groups = (
-        {COLLECTION + prefix: list(range(len(demos)))}
-        if layout == "one"
-        else {
-            f"{COLLECTION}{prefix}-{t}": [i for i, d in enumerate(demos) if d.tenant == t]
-            for t in TENANTS
-        }
-    )
-    for name, idx in groups.items():
-        col = client.get_or_create_collection(
-            name=name,
-            embedding_function=None,
-            **(
-                {"configuration": {"hnsw": {"space": "cosine", **hnsw}}}
-                if hnsw
-                else {"metadata": {"hnsw:space": "cosine"}}
-            ),
-        )
+
+    def put(collection, idx) -> None:
         for s in range(0, len(idx), batch):
             part = idx[s : s + batch]
-            col.add(
+            collection.add(
                 ids=[demos[i].id for i in part],
                 documents=[demos[i].query for i in part],
                 embeddings=vectors[part],
                 metadatas=[_to_metadata(demos[i]) for i in part],
             )
-    return time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for t in TENANTS:
+        put(store._collection(t, create=True), [i for i, d in enumerate(demos) if d.tenant == t])
+    t1 = time.perf_counter()
+    put(previous.collection, list(range(len(demos))))
+    return {"store": t1 - t0, "previous": time.perf_counter() - t1}
 
 
 def make_demos(texts, offset: int = 0):
@@ -368,47 +349,52 @@ def summary(values) -> dict:
 @dataclass
 class Variant:
     name: str
-    layout: str  # "one" | "per-tenant"
-    threads: int
-    embedder: Any  # TimedEmbedder
-    cached: bool = False
+    layout: str  # "store" | "previous"
+    threads: int  # torch threads set before its searches (the store sets 1 itself to embed)
+    embedder: TimedEmbedder
+    target: Any
+    cached: bool = False  # measure a second pass over the same texts
     note: str = ""
-    target: Any = None
     cold: list = field(default_factory=list)
     cold_embed: list = field(default_factory=list)
     cached_ms: list = field(default_factory=list)
+    cached_embed_calls: int = 0
     hits: list = field(default_factory=list)
     recall: float = 0.0
 
 
 def run_variants(variants, queries, tenants, exact, warm) -> None:
-    """Cold pass over `queries` then, for cached variants, the same texts again; interleaved."""
+    """Cold pass over `queries`, then the same texts again for the cached variants; blocks of
+    BLOCK queries through every variant in rotated order."""
     import torch
 
-    for v in variants:
+    for v in variants:  # other texts than the measured ones: cold stays cold
         torch.set_num_threads(v.threads)
         for q, t in warm:
             v.target.search(q, k=K, tenant=t)
 
-    def one(v, i, sink, embed_sink=None):
+    def one(v, i, cold: bool) -> None:
+        calls = v.embedder.calls
         t0 = time.perf_counter()
         hits = v.target.search(queries[i], k=K, tenant=tenants[i])
-        sink.append((time.perf_counter() - t0) * 1000)
-        if embed_sink is not None:
-            embed_sink.append(v.embedder.last_ms)
+        ms = (time.perf_counter() - t0) * 1000
+        embedded = v.embedder.calls - calls
+        if cold:
+            v.cold.append(ms)
+            v.cold_embed.append(v.embedder.last_ms if embedded else 0.0)
             v.hits.append({h.demonstration.id for h in hits})
+        else:
+            v.cached_ms.append(ms)
+            v.cached_embed_calls += embedded
 
-    for pass_name in ("cold", "cached"):
-        active = [v for v in variants if pass_name == "cold" or v.cached]
+    for cold in (True, False):
+        active = [v for v in variants if cold or v.cached]
         for b, start in enumerate(range(0, len(queries), BLOCK)):
             order = active[b % len(active) :] + active[: b % len(active)]
             for v in order:
                 torch.set_num_threads(v.threads)
                 for i in range(start, min(start + BLOCK, len(queries))):
-                    if pass_name == "cold":
-                        one(v, i, v.cold, v.cold_embed)
-                    else:
-                        one(v, i, v.cached_ms)
+                    one(v, i, cold)
     for v in variants:
         v.recall = statistics.fmean(len(h & e) / len(e) for h, e in zip(v.hits, exact, strict=True))
 
@@ -427,7 +413,7 @@ def exact_topk(vectors, demos, qvecs, tenants):
     return out
 
 
-def insert_rate(target, texts, offset: int, threads: int, batch: int = 50) -> dict:
+def insert_rate(target, texts, offset: int, threads: int, batch: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -439,41 +425,6 @@ def insert_rate(target, texts, offset: int, threads: int, batch: int = 50) -> di
     return {"n": len(demos), "batch": batch, "seconds": seconds, "per_s": len(demos) / seconds}
 
 
-def hnsw_sweep(client, demos, vecs, table, queries, tenants, exact, configs, log) -> list[dict]:
-    """Chroma-only search (precomputed query vectors) per layout and HNSW configuration, with
-    recall; each non-default configuration is a fresh copy of the collections built with it."""
-    rows = []
-    pre = PrecomputedEmbedder(table)
-    for j, cfg in enumerate(configs):
-        for layout in ("one", "per-tenant"):
-            prefix = f"-sweep{j}" if cfg else ""
-            if cfg:
-                secs = bulk_load(client, layout, demos, vecs, prefix=prefix, hnsw=cfg)
-                log(f"    sweep {layout} {cfg}: built in {secs:.1f} s")
-            target = make_layout(layout, client, pre, prefix)
-            for q, t in zip(queries[:5], tenants[:5], strict=True):
-                target.search(q, k=K, tenant=t)
-            ms, hits = [], []
-            for q, t in zip(queries, tenants, strict=True):
-                t0 = time.perf_counter()
-                res = target.search(q, k=K, tenant=t)
-                ms.append((time.perf_counter() - t0) * 1000)
-                hits.append({h.demonstration.id for h in res})
-            recall = statistics.fmean(len(h & e) / len(e) for h, e in zip(hits, exact, strict=True))
-            label = ", ".join(f"{k}={v}" for k, v in cfg.items()) or "default (ef_search=100, M=16)"
-            rows.append({"layout": layout, "hnsw": label, **summary(ms), "recall": recall})
-    # Diagnostic: the one collection without the tenant filter (wrong answers, right cost of
-    # the HNSW walk alone) - shows what the where clause costs.
-    store = make_layout("one", client, pre).store
-    ms = []
-    for q in queries:
-        t0 = time.perf_counter()
-        store.search(q, k=K)
-        ms.append((time.perf_counter() - t0) * 1000)
-    rows.append({"layout": "one, NO tenant filter (diagnostic)", "hnsw": "default", **summary(ms)})
-    return rows
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -481,82 +432,88 @@ def free_port() -> int:
 
 
 def measure_size(
-    n,
-    corpus,
-    vectors,
-    queries_all,
-    qtable,
-    qvecs_all,
-    n_queries,
-    mode,
-    work,
-    log,
-    default_threads,
-    int8,
-    sweep=None,
-    insert_n=300,
-    full=False,
-):
-    """Build both layouts with n demonstrations (embedded or behind a server), measure."""
+    n, corpus, vectors, queries_all, qtable, qvecs_all, n_queries, mode, work, log, ctx
+) -> dict:
+    """Build both layouts with n demonstrations (embedded, or behind a Chroma server) in one
+    Chroma path and measure every variant side by side."""
+    import torch
+
     from agent_cl.memory.chroma import ChromaDemonstrationStore
-    from agent_cl.memory.embeddings import default_embedder
 
     t_size = time.perf_counter()
+    default_threads, base, int8, insert_n = ctx["threads"], ctx["base"], ctx["int8"], ctx["n_ins"]
     demos = make_demos(corpus[:n])
     vecs = vectors[:n]
     queries = queries_all[:n_queries]
     tenants = [TENANTS[i % len(TENANTS)] for i in range(n_queries)]
-    warm = list(zip(queries_all[-5:], TENANTS[:5], strict=True))
+    warm = list(zip(ctx["warm"], TENANTS, strict=True))  # one per tenant, never measured
     exact = exact_topk(vecs, demos, qvecs_all[:n_queries], tenants)
 
     path = work / f"{mode}-{n}"
+    timed = TimedEmbedder(base)
     server = None
     if mode == "server":
         from agent_cl.memory.chroma_server import ChromaServer
 
+        # The server holds the path's writer lock; everything here reaches it over HTTP.
         server = ChromaServer(path, port=free_port(), log_path=work / f"chroma-{n}.log").start()
-        primary = ChromaDemonstrationStore.from_url(server.url)
+        store = ChromaDemonstrationStore.from_url(server.url, embedder=timed)
     else:
-        primary = ChromaDemonstrationStore.open(path)
-    client = primary._client
+        store = ChromaDemonstrationStore.open(path, embedder=timed)
+    client = store._client
     try:
-        load_s = {lay: bulk_load(client, lay, demos, vecs) for lay in ("one", "per-tenant")}
+        prev_direct = TimedEmbedder(DirectEmbedder(base))
+        previous = PreviousLayout(client, prev_direct)
+        load_s = bulk_load(client, store, previous, demos, vecs)
         log(
-            f"  {mode} {n}: bulk load one {load_s['one']:.1f} s, "
-            f"per-tenant {load_s['per-tenant']:.1f} s"
+            f"  {mode} {n}: bulk load store {load_s['store']:.1f} s, "
+            f"previous layout {load_s['previous']:.1f} s"
         )
-        base = default_embedder()
 
-        def V(name, layout, threads, inner=base, cached=False, note=""):
-            emb = TimedEmbedder(LRUEmbedder(inner) if cached else inner)
-            v = Variant(name, layout, threads, emb, cached, note)
-            v.target = make_layout(layout, client, emb)
-            return v
+        def extra_store(embedder):
+            """Another store instance on the same collections (its own query cache)."""
+            return ChromaDemonstrationStore(client, embedder=embedder)
+
+        def previous_with(embedder):
+            return PreviousLayout(client, embedder)
 
         d = default_threads
+        pre_s = TimedEmbedder(PrecomputedEmbedder(qtable))
+        pre_p = TimedEmbedder(PrecomputedEmbedder(qtable))
+        prev_1 = TimedEmbedder(DirectEmbedder(base))
         variants = [
-            V(f"one+where, threads={d} (CURRENT DEFAULT)", "one", d, note="store as is"),
-            V("one+where, threads=1", "one", 1),
-            V("one+where, threads=1, LRU", "one", 1, cached=True),
-            *([V(f"per-tenant (proto), threads={d}", "per-tenant", d)] if full else []),
-            V("per-tenant (proto), threads=1", "per-tenant", 1),
-            V("per-tenant (proto), threads=1, LRU", "per-tenant", 1, cached=True),
-            V("one+where, Chroma only (precomputed q)", "one", 1, PrecomputedEmbedder(qtable)),
-            V(
-                "per-tenant, Chroma only (precomputed q)",
-                "per-tenant",
-                1,
-                PrecomputedEmbedder(qtable),
+            Variant(
+                "STORE: per-tenant, query cache, 1-thread embed",
+                "store",
+                d,
+                timed,
+                store,
+                cached=True,
+                note="ChromaDemonstrationStore.search as shipped (primary)",
+            ),
+            Variant(f"{PREVIOUS}, threads={d}", "previous", d, prev_direct, previous),
+            Variant(f"{PREVIOUS}, threads=1", "previous", 1, prev_1, previous_with(prev_1)),
+            Variant(
+                "diag: store, Chroma only (precomputed q)", "store", d, pre_s, extra_store(pre_s)
+            ),
+            Variant(
+                "diag: previous, Chroma only (precomputed q)",
+                "previous",
+                d,
+                pre_p,
+                previous_with(pre_p),
             ),
         ]
         if int8 is not None:
+            i8 = TimedEmbedder(int8)
             variants.append(
-                V(
-                    "per-tenant (proto), int8 query embedder, threads=1",
-                    "per-tenant",
+                Variant(
+                    "diag: store, int8 query embedder, threads=1",
+                    "store",
                     1,
-                    int8,
-                    note="deprecated torch.ao API",
+                    i8,
+                    extra_store(i8),
+                    note="deprecated torch.ao API; cold only",
                 )
             )
         t0 = time.perf_counter()
@@ -573,52 +530,35 @@ def measure_size(
                     "name": v.name,
                     "layout": v.layout,
                     "torch_threads": v.threads,
-                    "query_cache": v.cached,
+                    "query_cache": v.layout == "store",
                     "note": v.note,
                     "cold_ms": summary(v.cold),
                     "cached_ms": summary(v.cached_ms) if v.cached else None,
+                    "cached_embed_calls": v.cached_embed_calls if v.cached else None,
                     "embed_ms": summary(v.cold_embed),
                     "chroma_ms": summary(chroma),
                     "recall_at_k": v.recall,
                 }
             )
-        if sweep:
-            out["hnsw_sweep"] = hnsw_sweep(
-                client, demos, vecs, qtable, queries, tenants, exact, sweep, log
-            )
         if insert_n:
-            extra = queries_all[n_queries : n_queries + 3 * insert_n + 2 * SINGLE]  # unseen
-            singles = extra[3 * insert_n :]
-            by = {v.name: v for v in variants}
+            extra = queries_all[n_queries : n_queries + 2 * insert_n + SINGLE]  # never asked
             out["insert"] = {
-                variants[0].name: insert_rate(by[variants[0].name].target, extra[:insert_n], n, d),
-                "one+where, threads=1": insert_rate(
-                    by["one+where, threads=1"].target, extra[insert_n : 2 * insert_n], n, 1
+                "store.add": insert_rate(store, extra[:insert_n], n, d, batch=50),
+                "store.add, one per call": insert_rate(
+                    store, extra[2 * insert_n :], n + insert_n, d, batch=1
                 ),
-                "per-tenant (proto), threads=1": insert_rate(
-                    by["per-tenant (proto), threads=1"].target,
-                    extra[2 * insert_n : 3 * insert_n],
-                    n,
-                    1,
-                ),
-                # An agent logs one episode at a time: one add() call per demonstration.
-                "one+where, threads=1, one per add()": insert_rate(
-                    by["one+where, threads=1"].target, singles[:SINGLE], n, 1, batch=1
-                ),
-                "per-tenant (proto), threads=1, one per add()": insert_rate(
-                    by["per-tenant (proto), threads=1"].target, singles[SINGLE:], n, 1, batch=1
+                f"previous layout add, threads={d}": insert_rate(
+                    previous, extra[insert_n : 2 * insert_n], n + 2 * insert_n, d, batch=50
                 ),
             }
         out["seconds"] = time.perf_counter() - t_size
         return out
     finally:
-        import torch
-
         torch.set_num_threads(default_threads)
         if server is not None:
             server.stop()
         else:
-            primary.close()
+            store.close()
 
 
 def fmt(x, w=6, p=1):
@@ -626,32 +566,27 @@ def fmt(x, w=6, p=1):
 
 
 def print_table(sizes) -> None:
+    w = 58
     head = (
-        f"{'size':>6} {'mode':8} {'variant':52} {'cold50':>6} {'cold95':>6} {'hit50':>6} "
+        f"{'size':>6} {'mode':8} {'variant':{w}} {'cold50':>6} {'cold95':>6} {'hit50':>6} "
         f"{'hit95':>6} {'emb50':>6} {'emb95':>6} {'chr50':>6} {'chr95':>6} {'rec@4':>5}"
     )
+    print("ms per search(query, k=4, tenant); cold = new texts, hit = same texts again (cached)")
     print(head)
     print("-" * len(head))
     for s in sizes:
         for v in s["variants"]:
             c, h, e, ch = v["cold_ms"], v["cached_ms"] or {}, v["embed_ms"], v["chroma_ms"]
             print(
-                f"{s['n']:>6} {s['mode']:8} {v['name'][:52]:52} {fmt(c['p50'])} "
+                f"{s['n']:>6} {s['mode']:8} {v['name'][:w]:{w}} {fmt(c['p50'])} "
                 f"{fmt(c['p95'])} {fmt(h.get('p50'))} {fmt(h.get('p95'))} {fmt(e['p50'])} "
                 f"{fmt(e['p95'])} {fmt(ch['p50'])} {fmt(ch['p95'])} "
                 f"{fmt(v['recall_at_k'], 5, 2)}"
             )
         for name, r in (s.get("insert") or {}).items():
             print(
-                f"{s['n']:>6} {s['mode']:8} insert/s {name[:48]:48} {r['per_s']:8.0f}  "
-                f"(batches of {r['batch']}, embedding included)"
-            )
-        for r in s.get("hnsw_sweep") or []:
-            rec = f"recall {r['recall']:.2f}" if "recall" in r else ""
-            print(
-                f"{s['n']:>6} {s['mode']:8} chroma-only {r['layout'][:36]:36} "
-                f"{r['hnsw'][:40]:40} p50 {fmt(r['p50'], 5, 2)} "
-                f"p95 {fmt(r['p95'], 5, 2)} {rec}"
+                f"{s['n']:>6} {s['mode']:8} insert/s {name[: w - 9]:{w - 9}} {r['per_s']:6.0f}"
+                f"  (batches of {r['batch']}, embedding included)"
             )
         print()
 
@@ -674,33 +609,29 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from agent_cl.memory.chroma import QUERY_CACHE_SIZE
     from agent_cl.memory.embeddings import default_embedder
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
-    default_threads = torch.get_num_threads()  # what the store gets today
+    default_threads = torch.get_num_threads()
     load_start = os.getloadavg()
     sizes = [1000, 10000] if args.quick else [1000, 10000, 50000]
     server_sizes = [] if args.quick else [10000]
-    # Few queries in --quick: with torch's default 2 threads on a busy 2-core box a single
-    # query embedding can stall ~0.5 s (measured), and the default variant must be measured.
     nq = args.queries or (100 if args.quick else 200)
+    if nq + len(TENANTS) > QUERY_CACHE_SIZE:
+        parser.error(f"--queries must leave the cached pass inside the LRU ({QUERY_CACHE_SIZE})")
     per_size_q = {n: min(nq, 40 if args.quick else 100) if n < 10000 else nq for n in sizes}
-    fast_cfg = {"ef_search": 10}
-    rich_cfg = {"max_neighbors": 32, "ef_construction": 200, "ef_search": 200}
-    sweeps = {n: [{}] if n < 10000 else [{}, fast_cfg] for n in sizes}
-    if not args.quick:
-        sweeps = {n: [{}] if n < 10000 else [{}, fast_cfg, rich_cfg] for n in sizes}
     insert_n = 100 if args.quick else 300
 
     corpus = question_texts(max(sizes), seed=0)
     stored = set(corpus)
-    queries_all = [
-        q
-        for q in question_texts(max(sizes) + nq + 3 * insert_n + 2 * SINGLE + 2000, seed=1)
-        if q not in stored
-    ][: nq + 3 * insert_n + 2 * SINGLE + 5]
+    want = nq + 2 * insert_n + SINGLE + len(TENANTS)
+    queries_all = [q for q in question_texts(max(sizes) + want + 2000, seed=1) if q not in stored][
+        :want
+    ]
+    warm_texts = queries_all[-len(TENANTS) :]  # warm-up only, never measured
     log(
         f"corpus {len(corpus)} texts, {len(queries_all)} query/insert texts; "
         f"torch default threads {default_threads}"
@@ -708,8 +639,8 @@ def main() -> None:
     vectors = embed_corpus(corpus, Path(args.cache_dir), log)
     base = default_embedder()
     torch.set_num_threads(1)
-    pre_texts = queries_all[:nq] + queries_all[-5:]  # measured queries + warm-up texts
-    pre_vecs = np.asarray(base.embed(pre_texts), dtype=np.float32)
+    pre_texts = queries_all[:nq] + warm_texts  # measured queries + warm-up texts
+    pre_vecs = np.asarray(DirectEmbedder(base).embed(pre_texts), dtype=np.float32)
     torch.set_num_threads(default_threads)
     qvecs_all = pre_vecs[:nq]
     qtable = {q: v.tolist() for q, v in zip(pre_texts, pre_vecs, strict=True)}
@@ -719,56 +650,34 @@ def main() -> None:
             int8 = Int8Embedder(base)
         except Exception as exc:
             log(f"int8 embedder unavailable: {exc!r}")
+    ctx = {
+        "threads": default_threads,
+        "base": base,
+        "int8": int8,
+        "n_ins": insert_n,
+        "warm": warm_texts,
+    }
 
     work = Path(tempfile.mkdtemp(prefix="agent-cl-memory-bench-"))
     results: list[dict] = []
-    for n in sizes:
-        results.append(
-            measure_size(
-                n,
-                corpus,
-                vectors,
-                queries_all,
-                qtable,
-                qvecs_all,
-                per_size_q[n],
-                "embedded",
-                work,
-                log,
-                default_threads,
-                int8,
-                sweep=sweeps[n],
-                insert_n=insert_n,
-                full=not args.quick,
+    try:
+        runs = [(n, "embedded", per_size_q[n]) for n in sizes]
+        runs += [(n, "server", nq) for n in server_sizes]
+        for n, mode, n_q in runs:
+            ctx["n_ins"] = insert_n if mode == "embedded" else 0
+            results.append(
+                measure_size(
+                    n, corpus, vectors, queries_all, qtable, qvecs_all, n_q, mode, work, log, ctx
+                )
             )
-        )
-        log(f"embedded {n} done in {results[-1]['seconds']:.0f} s")
-    for n in server_sizes:
-        results.append(
-            measure_size(
-                n,
-                corpus,
-                vectors,
-                queries_all,
-                qtable,
-                qvecs_all,
-                nq,
-                "server",
-                work,
-                log,
-                default_threads,
-                int8,
-                sweep=None,
-                insert_n=0,
-                full=True,
-            )
-        )
-        log(f"server {n} done in {results[-1]['seconds']:.0f} s")
+            log(f"{mode} {n} done in {results[-1]['seconds']:.0f} s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the stores (about 1 GB after a full run)
 
-    def cold95(n, mode="embedded", idx=0):
+    def store_cold95(n, mode="embedded"):
         for s in results:
             if s["n"] == n and s["mode"] == mode:
-                return s["variants"][idx]["cold_ms"]["p95"]
+                return s["variants"][0]["cold_ms"]["p95"]
         return None
 
     result = {
@@ -785,7 +694,7 @@ def main() -> None:
             "torch_default_threads": default_threads,
         },
         "sizes": results,
-        "retrieval_p95_ms_10k": cold95(10000),
+        "retrieval_p95_ms_10k": store_cold95(10000),
         "elapsed_s": time.perf_counter() - started,
     }
     result["machine"]["loadavg_end"] = os.getloadavg()
@@ -793,7 +702,6 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print_table(results)
-    shutil.rmtree(work, ignore_errors=True)  # the stores (about 1.3 GB after a full run)
     print(f"wrote {out} in {result['elapsed_s']:.0f} s")
     print(f"retrieval_p95_ms_10k={result['retrieval_p95_ms_10k']:.1f}")
 
