@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -257,10 +258,11 @@ class ChromaStore(ChromaConnection, BaseStore):
         wanted = max(op.offset + op.limit, 0)
         window = max(_FIRST_WINDOW, 2 * wanted)
         where = _prefix_where(prefix)
+        total = len(self._vectors.get(where=where, include=[])["ids"])
         while True:
             rows = self._vectors.query(
                 query_embeddings=[query_vector],
-                n_results=window,
+                n_results=max(min(window, total), 1),
                 where=where,
                 include=["metadatas", "distances"],
             )
@@ -271,10 +273,28 @@ class ChromaStore(ChromaConnection, BaseStore):
                 if item_id in candidates and item_id not in seen:
                     seen.add(item_id)
                     ranked.append((item_id, 1.0 - float(distance)))
-            exhausted = len(rows["ids"][0]) < window
-            if exhausted or len(ranked) >= wanted:
-                return ranked, exhausted
+            # A filtered HNSW query may return fewer rows than asked although more exist
+            # (measured: an item's only vector missing under load), so "exhausted" is decided
+            # by the count, and what the index skipped is scored exactly.
+            exhausted = window >= total
+            if exhausted:
+                return self._score_skipped(query_vector, where, candidates, ranked), True
+            if len(ranked) >= wanted:
+                return ranked, False
             window *= 4
+
+    def _score_skipped(self, query_vector, where, candidates, ranked):
+        seen = {item_id for item_id, _ in ranked}
+        rows = self._vectors.get(where=where, include=["metadatas", "embeddings"])
+        best: dict[str, float] = {}
+        for meta, vector in zip(rows["metadatas"], rows["embeddings"], strict=True):
+            item_id = meta["item"]
+            if item_id in candidates and item_id not in seen:
+                best[item_id] = max(best.get(item_id, -2.0), _cosine(query_vector, vector))
+        if not best:
+            return ranked
+        merged = [*ranked, *best.items()]
+        return sorted(merged, key=lambda pair: pair[1], reverse=True)
 
     def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
         conditions = op.match_conditions or ()
@@ -373,6 +393,12 @@ class ChromaStore(ChromaConnection, BaseStore):
 
 _clock_lock = threading.Lock()
 _last_now = datetime.min.replace(tzinfo=UTC)
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norms = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norms if norms else 0.0
 
 
 def _now() -> datetime:

@@ -521,3 +521,32 @@ def test_a_compiled_graph_reads_and_writes_through_runtime_store(tmp_path):
         assert app.invoke({"user": "ann", "visits": 0})["visits"] == 2
         assert asyncio.run(app.ainvoke({"user": "bob", "visits": 0}))["visits"] == 1
         assert store.get(("visits", "ann"), "count").value == {"n": 2}
+
+
+def test_a_row_the_index_skips_is_still_ranked_exactly(tmp_path):
+    """Filtered HNSW queries can return fewer rows than asked (seen once under load: an item
+    came back unscored); whatever the index skips is scored from its stored vector."""
+    store = ChromaStore.open(tmp_path / "chroma", index=index_config())
+    store.batch(
+        [
+            PutOp(("s",), "a", {"text": "python guide"}),
+            PutOp(("s",), "b", {"text": "python snakes"}),
+        ]
+    )
+    real_query = store._vectors.query
+
+    def lossy_query(**kwargs):
+        rows = real_query(**kwargs)
+        keep = [
+            i
+            for i, m in enumerate(rows["metadatas"][0])
+            if m["item"] != rows["metadatas"][0][-1]["item"]
+        ]
+        return {key: [[rows[key][0][i] for i in keep]] for key in ("ids", "metadatas", "distances")}
+
+    store._vectors.query = lossy_query
+    hits = store.search(("s",), query="python guide")
+    assert keys(hits) == ["a", "b"] and all(hit.score is not None for hit in hits)
+    expected = cosine(bag_of_words(["python guide"])[0], bag_of_words(["python snakes"])[0])
+    assert abs(hits[1].score - expected) < 1e-5
+    store.close()
