@@ -59,7 +59,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -425,12 +424,6 @@ def insert_rate(target, texts, offset: int, threads: int, batch: int) -> dict:
     return {"n": len(demos), "batch": batch, "seconds": seconds, "per_s": len(demos) / seconds}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def measure_size(
     n, corpus, vectors, queries_all, qtable, qvecs_all, n_queries, mode, work, log, ctx
 ) -> dict:
@@ -453,6 +446,7 @@ def measure_size(
     timed = TimedEmbedder(base)
     server = None
     if mode == "server":
+        from agent_cl.managed_process import free_port
         from agent_cl.memory.chroma_server import ChromaServer
 
         # The server holds the path's writer lock; everything here reaches it over HTTP.

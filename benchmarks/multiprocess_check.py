@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,12 +60,6 @@ def writer(url: str, worker: int, n: int) -> None:
 def spawn(*args: str) -> subprocess.Popen:
     cmd = [sys.executable, __file__, *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def allowed_versions(history: list[tuple[float, float, int | None]], t0: float, t1: float):
@@ -117,6 +110,7 @@ def main() -> None:
 
     from agent_cl.config import Settings
     from agent_cl.evals.marker_adapter import train_marker_adapter
+    from agent_cl.managed_process import free_port
     from agent_cl.memory.chroma import ChromaDemonstrationStore
     from agent_cl.memory.chroma_server import ChromaServer
     from agent_cl.models.provision import provisioned_model_dir

@@ -314,19 +314,15 @@ def test_each_tenants_night_swaps_only_its_own_name(server, embedded_model_dir, 
     """Two tenants, one real Chroma server and the real vLLM server: a night that publishes
     tenant a's adapter moves agent-cl/a only; b's night later moves agent-cl/b only; every
     demonstration is marked inside its own tenant."""
-    import socket
-
     from agent_cl.config import Settings
     from agent_cl.consolidation.night import Night, NightPlan
+    from agent_cl.managed_process import free_port
     from agent_cl.memory.chroma import ChromaDemonstrationStore
     from agent_cl.memory.chroma_server import ChromaServer
     from agent_cl.memory.schema import Demonstration, DemoStatus
     from agent_cl.serving.replicas import swap_servers_on_publish
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with ChromaServer(tmp_path / "home" / "store", port=port) as chroma:
+    with ChromaServer(tmp_path / "home" / "store", port=free_port()) as chroma:
         settings = Settings(
             home=tmp_path / "home", model_dir=embedded_model_dir, store_url=chroma.url
         )

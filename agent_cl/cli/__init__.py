@@ -338,7 +338,11 @@ def _served(settings, tenant: str) -> str:
     answers = []
     for url in settings.servers:
         try:
-            answers.append(VLLMBackend(url, tenant=tenant).aliases().get(f"agent-cl/{tenant}", "-"))
+            backend = VLLMBackend(url, tenant=tenant)
+            try:
+                answers.append(backend.aliases().get(backend.current_model, "-"))
+            finally:
+                backend.close()
         except Exception as exc:  # a dead server is a cell in the table, not a crash
             answers.append(f"unreachable ({type(exc).__name__})")
     return ", ".join(answers)

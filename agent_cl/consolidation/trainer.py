@@ -117,9 +117,6 @@ class Checkpoint:
     def __init__(self, directory: Path) -> None:
         self.path = Path(directory) / "checkpoint.pt"
 
-    def exists(self) -> bool:
-        return self.path.is_file()
-
     def load(self) -> dict | None:
         try:
             return torch.load(self.path, weights_only=False)

@@ -91,7 +91,11 @@ class ChromaDemonstrationStore(ChromaConnection, DemonstrationStore):
         for info in self._client.list_collections():
             owner = (info.metadata or {}).get(_TENANT_KEY)
             if owner is not None and info.name == self._name(owner):
-                out.append(self._collection(owner))
+                if owner not in self._collections:  # seen listed: no second listing
+                    self._collections[owner] = self._client.get_collection(
+                        info.name, embedding_function=None
+                    )
+                out.append(self._collections[owner])
         return out
 
     def _move_single_collection(self) -> None:
@@ -135,10 +139,12 @@ class ChromaDemonstrationStore(ChromaConnection, DemonstrationStore):
                 by_tenant.setdefault(demo.tenant, []).append(demo)
             new: list[Demonstration] = []
             for tenant, demos in by_tenant.items():
-                existing = self._collection(tenant, create=True).get(
-                    ids=[d.id for d in demos], include=[]
-                )["ids"]
-                new += [d for d in demos if d.id not in set(existing)]
+                existing = set(
+                    self._collection(tenant, create=True).get(
+                        ids=[d.id for d in demos], include=[]
+                    )["ids"]
+                )
+                new += [d for d in demos if d.id not in existing]
             vectors = self._embedder.embed([d.query for d in new]) if new else []
             for tenant in by_tenant:
                 rows = [(d, v) for d, v in zip(new, vectors, strict=True) if d.tenant == tenant]

@@ -96,11 +96,14 @@ class VLLMBackend:
     def _alias_state(self) -> dict[str, Any]:
         response = self._http.get(ALIASES_PATH)
         if response.status_code == 404:
-            raise ServerWithoutAliasesError(
-                f"{self.url} has no {ALIASES_PATH}: start it with `agent-cl serve` or "
-                "VLLMServer (they add agent-cl's alias middleware)"
-            )
+            raise self._without_aliases()
         return response.raise_for_status().json()
+
+    def _without_aliases(self) -> ServerWithoutAliasesError:
+        return ServerWithoutAliasesError(
+            f"{self.url} has no {ALIASES_PATH}: start it with `agent-cl serve` or VLLMServer "
+            "(they add agent-cl's alias middleware)"
+        )
 
     # -- swap -------------------------------------------------------------------------------
     def swap(self, version: int | None, adapter_path: Path | None = None) -> None:
@@ -147,7 +150,7 @@ class VLLMBackend:
         except httpx.HTTPError as exc:
             raise AdapterLoadError(f"{self.url} unreachable: {exc}") from exc
         if response.status_code == 404:
-            raise ServerWithoutAliasesError(f"{self.url} has no {ALIASES_PATH}")
+            raise self._without_aliases()
         if response.status_code >= 400:
             raise AdapterLoadError(f"{self.url} refused the alias: {response.text}")
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
-import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent_cl.managed_process import ManagedProcess, block_until_stopped
+from agent_cl.managed_process import ManagedProcess, block_until_stopped, free_port
 from agent_cl.serving.vllm_aliases import API_KEY_ENV, AliasMiddleware
 
 LOOPBACK = "127.0.0.1"
@@ -106,12 +105,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 class VLLMServer(ManagedProcess):
     """Owns one server process: `start()` blocks until /health answers, `stop()` ends it."""
 
@@ -121,7 +114,7 @@ class VLLMServer(ManagedProcess):
     def __init__(self, config: VLLMServerConfig) -> None:
         require_vllm()
         self.config = config
-        self.port = config.port or _free_port(config.host)
+        self.port = config.port or free_port(config.host)
         self.log_path = config.log_path or Path(f"/tmp/agent-cl-vllm-{self.port}.log")
 
     @property

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import socket
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -23,6 +22,7 @@ from langgraph.store.base import (
 )
 from langgraph.store.memory import InMemoryStore
 
+from agent_cl.managed_process import free_port
 from agent_cl.memory.chroma_server import ChromaServer
 from agent_cl.memory.langgraph_store import ChromaStore
 
@@ -456,12 +456,6 @@ def test_chroma_persists_and_refuses_bad_input(tmp_path):
         [hit] = reopened.search(("keep",), query="python notes")
         [query, text] = bag_of_words(["python notes", "python notes, revised"])
         assert hit.score == pytest.approx(cosine(query, text), abs=1e-5)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_chroma_store_through_a_chroma_server(tmp_path):

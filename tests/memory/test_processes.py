@@ -3,13 +3,13 @@ Real processes and a real `chroma run` server, as deployed (`agent-cl memory ser
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from agent_cl.managed_process import free_port
 from agent_cl.memory.chroma import ChromaDemonstrationStore
 from agent_cl.memory.chroma_server import ChromaServer
 from agent_cl.memory.schema import Demonstration
@@ -53,12 +53,6 @@ def run_python(code: str, *args: str, **kwargs) -> subprocess.Popen:
         cwd=ROOT,
         **kwargs,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_embedded_store_refuses_a_second_process_until_closed(tmp_path, hash_embedder):
