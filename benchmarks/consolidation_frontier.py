@@ -35,36 +35,13 @@ DEFAULT_METHODS = "sft,sft_kl,sdft"
 
 
 def skill_suite(skill: str, n: int, seed: int):
-    """Demonstrations; held-out (question, teacher conversation, is_correct); strings that must
-    not leak into general answers."""
-    from agent_cl.models.chat import task_message
+    """The product's evaluation suite (agent_cl.evals.suites, shared with `agent-cl eval`):
+    demonstrations; held-out items of the in-distribution split; strings that must not leak
+    into general answers."""
+    from agent_cl.evals.suites import build_suite
 
-    if skill == "facts":
-        from agent_cl.evals.facts import build_facts
-
-        facts = build_facts(n, seed=seed)
-        demos = [f.demonstration() for f in facts]
-        held_out = [
-            (q, [{"role": "user", "content": task_message(q, f.note)}], f.is_correct)
-            for f in facts
-            for q in f.paraphrases
-        ]
-        return demos, held_out, [f.answer for f in facts]
-    if skill == "json":
-        from agent_cl.evals.json_skill import EXAMPLE, build_json_tasks
-
-        tasks = build_json_tasks(2 * n, seed=seed)
-        demos = [t.demonstration() for t in tasks[:n]]
-        example_turns = [
-            {"role": "user", "content": EXAMPLE.question},
-            {"role": "assistant", "content": EXAMPLE.answer},
-        ]
-        held_out = [
-            (t.question, [*example_turns, {"role": "user", "content": t.question}], t.is_correct)
-            for t in tasks[n:]
-        ]
-        return demos, held_out, []
-    raise SystemExit(f"unknown skill {skill!r}")
+    suite = build_suite(skill, n, seed)
+    return suite.demonstrations, suite.split("in"), suite.invented
 
 
 def model_dir():
@@ -118,7 +95,7 @@ def run_one(args) -> dict:
     settings, path = model_dir()
     torch.manual_seed(args.seed)
     demos, held_out, invented = skill_suite(args.skill, args.facts, args.data_seed)
-    exclude = [q for q, _, _ in held_out]
+    exclude = [item.question for item in held_out]
     overrides = _overrides(args.set)
     config = ConsolidationConfig(
         method=args.method,
@@ -141,8 +118,8 @@ def run_one(args) -> dict:
         )
         phases.append(trainer.train(demos, work / "phase2", exclude_questions=exclude))
     train_seconds = time.perf_counter() - t0
-    answers = trainer.generate([[{"role": "user", "content": q}] for q, _, _ in held_out])
-    new_skill = sum(ok(a) for (_, _, ok), a in zip(held_out, answers, strict=True)) / len(held_out)
+    answers = trainer.generate([item.conversation for item in held_out])
+    new_skill = sum(i.is_correct(a) for i, a in zip(held_out, answers, strict=True)) / len(held_out)
     kept = retention_scores(trainer.generate, pool=args.pool)
     kl_prompts = list(load_kl_prompts())
     kl_answers = trainer.generate([[{"role": "user", "content": p}] for p in kl_prompts])
@@ -212,9 +189,8 @@ def baseline(args) -> dict:
     _, held_out, _ = skill_suite(args.skill, args.facts, args.data_seed)
 
     def acc(with_context: bool) -> float:
-        convs = [c if with_context else [{"role": "user", "content": q}] for q, c, _ in held_out]
-        outs = generate(convs)
-        return sum(ok(o) for (_, _, ok), o in zip(held_out, outs, strict=True)) / len(held_out)
+        outs = generate([i.teacher if with_context else i.conversation for i in held_out])
+        return sum(i.is_correct(o) for i, o in zip(held_out, outs, strict=True)) / len(held_out)
 
     kept = retention_scores(generate, pool=args.pool)
     kept.pop("_answers")
@@ -292,7 +268,7 @@ def run_grid(args, entries: list[dict], summary: dict, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="16 facts, 32 steps")
-    parser.add_argument("--skill", default="facts", choices=["facts", "json"])
+    parser.add_argument("--skill", default="facts", choices=["facts", "json", "tools"])
     parser.add_argument("--methods", default=DEFAULT_METHODS)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--facts", type=int, default=32)

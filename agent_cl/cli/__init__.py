@@ -37,6 +37,7 @@ from agent_cl.cli.common import (
     settings_for,
     user_errors,
 )
+from agent_cl.cli.eval import evaluate
 from agent_cl.cli.memory import memory_app
 from agent_cl.cli.registry import adapters_app, serve
 
@@ -381,6 +382,7 @@ def _next_night(settings) -> str:
     return " or ".join(parts)
 
 
+app.command("eval")(evaluate)
 app.command()(serve)  # defined with the registry commands it shares its helpers with
 
 

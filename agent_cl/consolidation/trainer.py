@@ -152,6 +152,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+# (model dir, device, dtype, anchor prompts, length) -> the base's answer token ids
+_BASE_ANSWERS: dict[tuple, list[list[int]]] = {}
+
+
 class ConsolidationTrainer:
     def __init__(
         self,
@@ -190,6 +194,7 @@ class ConsolidationTrainer:
         if self.config.uses_anchor and not self.anchor_prompts:
             raise ValueError("the anchor/replay terms need at least one general prompt")
         self._base_answers: list[list[int]] | None = None
+        self._base_key = (str(Path(model_dir).resolve()), str(self.device), dtype)
         self.augmented: list[Demonstration] = []
         self.generate_batch_size = generation_batch_size(self.device)
 
@@ -329,7 +334,12 @@ class ConsolidationTrainer:
         return terms
 
     def _base_answer_ids(self) -> list[list[int]]:
-        """The base model's greedy answers to every anchor prompt, computed once."""
+        """The base model's greedy answers to every anchor prompt, computed once per process:
+        they depend only on the base weights, so a process that trains many adapters (a
+        daemon, `agent-cl eval`) pays the ~20 s on 2 CPU cores once."""
+        key = (*self._base_key, tuple(self.anchor_prompts), self.config.anchor_max_new_tokens)
+        if self._base_answers is None and key in _BASE_ANSWERS:
+            self._base_answers = _BASE_ANSWERS[key]
         if self._base_answers is None:
             texts = [
                 render_prompt(self.tokenizer, [{"role": "user", "content": p}])
@@ -344,7 +354,7 @@ class ConsolidationTrainer:
                         greedy=True,
                         max_new=self.config.anchor_max_new_tokens,
                     )
-            self._base_answers = answers
+            self._base_answers = _BASE_ANSWERS[key] = answers
         return self._base_answers
 
     def _sample(

@@ -1,0 +1,132 @@
+"""`agent-cl eval`: the weights-versus-text-memory experiments, report and plots."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from agent_cl.cli.common import (
+    HomeOption,
+    console,
+    err,
+    progress_bar,
+    quiet_libraries,
+    settings_for,
+    user_errors,
+)
+from agent_cl.evals.progress import EvalProgress
+
+
+def _names(value: str | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def evaluate(
+    out: Path = typer.Option(..., "--out", help="folder for results.json, report.md and plots"),
+    suite: str | None = typer.Option(None, help="suites, comma-separated: facts,json,tools"),
+    methods: str | None = typer.Option(
+        None, help="none,text,sft,sdft,default,default+text (default: all)"
+    ),
+    seeds: int | None = typer.Option(None, help="seeds per measurement (default 3; quick 1)"),
+    experiments: str | None = typer.Option(
+        None, help="one-night,sequential,scaling (default: all)"
+    ),
+    demos: int | None = typer.Option(None, help="demonstrations per suite (default 8)"),
+    sizes: str | None = typer.Option(None, help="scaling sizes, e.g. 8,32,128"),
+    text_k: int | None = typer.Option(None, help="text memory: demonstrations retrieved (2)"),
+    min_score: float | None = typer.Option(
+        None, help="text memory: lowest cosine kept (default 0: plain top-k; the agent uses 0.8)"
+    ),
+    retention_limit: int | None = typer.Option(
+        None, help="robust retention prompts to ask (default 128; 0: the whole frozen set)"
+    ),
+    quick: bool = typer.Option(False, "--quick", help="the smoke run (minutes on 2 CPU cores)"),
+    report_only: bool = typer.Option(
+        False, "--report-only", help="rebuild report.md and plots from results.json"
+    ),
+    home: HomeOption = None,
+):
+    """Compare consolidation with text memory: accuracy, forgetting, cost, sequential skills
+    and scaling. Resumes a killed run from --out/results.json."""
+    quiet_libraries()
+    from agent_cl.evals.plan import EvalPlan
+    from agent_cl.evals.runner import RESULTS, EvalRunner, PlanMismatchError
+
+    options = {
+        "suites": _names(suite),
+        "methods": _names(methods),
+        "experiments": _names(experiments),
+        "seeds": seeds,
+        "n_demos": demos,
+        "text_k": text_k,
+        "min_score": min_score,
+        "retention_limit": retention_limit,
+    }
+    if sizes is not None:
+        with user_errors():
+            options["scaling_sizes"] = tuple(int(s) for s in _names(sizes) or ())
+    options = {k: v for k, v in options.items() if v is not None}
+    if retention_limit == 0:
+        options["retention_limit"] = None
+    with user_errors(PlanMismatchError):
+        plan = EvalPlan.quick(**options) if quick else EvalPlan(**options)
+    settings = settings_for(home)
+    command = "agent-cl " + shlex.join(sys.argv[1:]) if len(sys.argv) > 1 else None
+    if report_only:
+        _write_report(out)
+        return
+    if (out / RESULTS).exists():
+        console.print(f"resuming from {out / RESULTS}")
+    with progress_bar() as bar, user_errors(PlanMismatchError):
+        runner = EvalRunner(settings, plan, out, progress=_RichProgress(bar), command=command)
+        runner.run()
+    _write_report(out)
+
+
+def _write_report(out: Path) -> None:
+    from agent_cl.durable import atomic_write_text, read_json
+    from agent_cl.evals.report import build_report
+    from agent_cl.evals.report_plots import write_plots
+    from agent_cl.evals.runner import RESULTS
+
+    path = out / RESULTS
+    if not path.exists():
+        err.print(f"[bold red]error:[/] no {RESULTS} in {out}: run the evaluation first")
+        raise typer.Exit(2)
+    with user_errors():
+        data = read_json(path, fix=f"move {path} aside and run again")
+    atomic_write_text(out / "report.md", build_report(data))
+    for picture in write_plots(data, out):
+        console.print(f"plot written to {picture}")
+    console.print(f"report written to {out / 'report.md'}")
+
+
+class _RichProgress(EvalProgress):
+    """Units done out of all, and the training steps of the unit that trains."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+        self.units = bar.add_task("eval", total=None)
+        self.training = bar.add_task("training", total=None, visible=False)
+
+    def begin(self, total: int, done: int) -> None:
+        self.bar.update(self.units, total=total, completed=done)
+
+    def unit(self, label: str) -> None:
+        self.bar.update(self.units, description=label)
+        self.bar.update(self.training, visible=False)
+
+    def step(self, record) -> None:
+        self.bar.update(
+            self.training,
+            total=record.total_steps,
+            completed=record.step,
+            visible=True,
+            description=f"  training ({record.step}/{record.total_steps}, loss {record.loss:.3f})",
+        )
+
+    def advance(self) -> None:
+        self.bar.advance(self.units)

@@ -1,0 +1,167 @@
+"""Measuring one served model state: accuracy, retention, prompt tokens and latency.
+
+Everything is asked through the in-process backend the product serves on a laptop, with the
+adapter swapped in exactly as a night's publish does, so "latency per request" is the served
+path's and not the trainer's. Text memory retrieves from a real Chroma store.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agent_cl.consolidation.gate import GateItem, retention_items
+from agent_cl.evals.suites import EvalItem, Suite
+from agent_cl.memory.chroma import ChromaDemonstrationStore
+from agent_cl.memory.schema import Demonstration
+from agent_cl.models.chat import ChatMessage, count_prompt_tokens
+from agent_cl.scoring.retention import retention_breakdown
+from agent_cl.serving.local_backend import LocalBackend
+
+TENANT = "eval"
+
+
+class TextMemory:
+    """A suite's demonstrations in a Chroma store, retrieved top-k above `min_score`: what an
+    agent with text memory puts in its prompt for a question."""
+
+    def __init__(self, path: Path, suite: Suite, *, k: int, min_score: float) -> None:
+        self.store = ChromaDemonstrationStore.open(path)
+        self.k, self.min_score = k, min_score
+        demos = [d.model_copy(update={"tenant": TENANT}) for d in suite.demonstrations]
+        self.store.add(demos)
+
+    def retrieve(self, question: str) -> list[Demonstration]:
+        hits = self.store.search(question, k=self.k, tenant=TENANT)
+        return [h.demonstration for h in hits if h.score >= self.min_score]
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class ServedModel:
+    """The base model, served in process, with whichever adapter a method produced."""
+
+    def __init__(self, model_dir: Path, *, torch_threads: int, max_new_tokens: int) -> None:
+        self.backend = LocalBackend(model_dir, torch_threads=torch_threads)
+        self.max_new_tokens = max_new_tokens
+        self._version = 0
+
+    def serve(self, adapter: Path | None) -> None:
+        """Swap to `adapter` (None: the base), as a night's publish does."""
+        if adapter is None:
+            self.backend.swap(None)
+            return
+        self._version += 1
+        self.backend.swap(self._version, adapter)
+
+    def answers(self, conversations: Sequence[list[ChatMessage]]) -> list[str]:
+        if not conversations:
+            return []
+        result = self.backend.generate(list(conversations), max_new_tokens=self.max_new_tokens)
+        return result.texts
+
+    def latency_ms(
+        self,
+        conversations: Sequence[list[ChatMessage]],
+        n: int,
+        *,
+        max_new_tokens: int | None = None,
+    ) -> float:
+        """Median wall time of single requests, one at a time, as a client would see them,
+        after one untimed warm-up. With `max_new_tokens=1` it is the prompt's prefill: what
+        text memory adds to every request, without the answer's length in it."""
+        sample = list(conversations)[:n]
+        length = max_new_tokens or self.max_new_tokens
+        self.backend.generate(sample[:1], max_new_tokens=length)
+        times = []
+        for conversation in sample:
+            t0 = time.perf_counter()
+            self.backend.generate([conversation], max_new_tokens=length)
+            times.append((time.perf_counter() - t0) * 1000.0)
+        return statistics.median(times)
+
+    def prompt_tokens(self, conversations: Sequence[list[ChatMessage]]) -> float:
+        return statistics.mean(
+            count_prompt_tokens(self.backend.tokenizer, c) for c in conversations
+        )
+
+
+def conversations(suite: Suite, items: Sequence[EvalItem], memory: TextMemory | None):
+    if memory is None:
+        return [item.conversation for item in items]
+    return [suite.with_memory(item, memory.retrieve(item.question)) for item in items]
+
+
+def accuracy(model: ServedModel, suite: Suite, memory: TextMemory | None) -> dict[str, Any]:
+    """Accuracy per split, mean prompt tokens and per-request latency on the suite."""
+    convs = conversations(suite, suite.items, memory)
+    answers = model.answers(convs)
+    out: dict[str, Any] = {}
+    for split in dict.fromkeys(item.split for item in suite.items):
+        hits = [
+            item.is_correct(a)
+            for item, a in zip(suite.items, answers, strict=True)
+            if item.split == split
+        ]
+        out[f"acc_{split}"] = sum(hits) / len(hits)
+    out["prompt_tokens"] = model.prompt_tokens(convs)
+    out["example"] = {"question": suite.items[0].question, "answer": answers[0]}
+    return out
+
+
+def teacher_accuracy(model: ServedModel, suite: Suite) -> dict[str, float]:
+    """The in-context teacher (base model, right demonstration in the prompt): what
+    consolidation can at best reach."""
+    answers = model.answers([item.teacher for item in suite.items])
+    out = {}
+    for split in dict.fromkeys(item.split for item in suite.items):
+        pairs = [(i, a) for i, a in zip(suite.items, answers, strict=True) if i.split == split]
+        out[f"teacher_{split}"] = sum(i.is_correct(a) for i, a in pairs) / len(pairs)
+    return out
+
+
+class Retention:
+    """The frozen retention set, scored per kind; with text memory, general prompts that
+    retrieve a demonstration are asked with it (the rest are the same prompt as without)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.items: list[GateItem] = retention_items(limit)
+
+    def hits(
+        self,
+        model: ServedModel,
+        memory: TextMemory | None = None,
+        without: Sequence[bool] | None = None,
+    ) -> tuple[list[bool], int]:
+        """Per-item correctness and how many prompts retrieved a demonstration. With memory and
+        `without` (the same model's hits with no memory), only prompts that retrieved something
+        are asked again: the others are the very prompt already scored."""
+        convs = [item.conversation for item in self.items]
+        if memory is None:
+            answers = model.answers(convs)
+            return [i.is_correct(a) for i, a in zip(self.items, answers, strict=True)], 0
+        retrieved = [memory.retrieve(_question(c)) for c in convs]
+        changed = [i for i, demos in enumerate(retrieved) if demos or without is None]
+        hits = list(without) if without is not None else [False] * len(self.items)
+        answers = model.answers([_with_turns(convs[i], retrieved[i]) for i in changed])
+        for i, answer in zip(changed, answers, strict=True):
+            hits[i] = self.items[i].is_correct(answer)
+        return hits, sum(bool(demos) for demos in retrieved)
+
+    def score(self, hits: Sequence[bool]) -> dict[str, Any]:
+        return retention_breakdown(self.items, list(hits))
+
+
+def _question(conversation: list[ChatMessage]) -> str:
+    return conversation[-1]["content"]
+
+
+def _with_turns(conversation: list[ChatMessage], demos: list[Demonstration]) -> list[ChatMessage]:
+    from agent_cl.evals.suites import demonstration_turns
+
+    turns = [turn for demo in demos for turn in demonstration_turns(demo)]
+    return [*conversation[:-1], *turns, conversation[-1]]
