@@ -31,7 +31,7 @@ demo-quick: install
 
 test: install
 	$(BIN)/agent-cl init
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -193,3 +193,18 @@ def _rerun(cmd, env) -> str:
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def test_cli_rejects_bad_input_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from agent_cl.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["eval", "--suite", "poems", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown suite poems" in result.output
+    result = runner.invoke(app, ["eval", "--sizes", "8,x", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    result = runner.invoke(app, ["eval", "--report-only", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "no results.json" in result.output
+    assert not (tmp_path / "results.json").exists()

@@ -69,7 +69,8 @@ def cost(units: Units) -> dict[str, dict[str, float]]:
             - spread(r["prompt_tokens"] for r in weights)[0]
         )
         saved_ms = (
-            spread(r["prefill_ms"] for r in text)[0] - spread(r["prefill_ms"] for r in weights)[0]
+            spread(r.get("prefill_ms") for r in text)[0]
+            - spread(r.get("prefill_ms") for r in weights)[0]
         )
         train_s = spread(r.get("night_seconds", r["train_seconds"]) for r in weights)[0]
         out[suite] = {

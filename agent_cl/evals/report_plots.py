@@ -54,6 +54,15 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _grouped_bars(ax, series: dict[str, list[tuple[float, float, int]]]) -> None:
+    """One bar per series at each group position, with the spread as error bars."""
+    width = 0.8 / max(len(series), 1)
+    for i, (label, stats) in enumerate(series.items()):
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(stats))]
+        means, sds = [m for m, _, _ in stats], [sd for _, sd, _ in stats]
+        ax.bar(xs, means, width, yerr=sds, label=label)
+
+
 def _accuracy(units: Units, path: Path) -> Path | None:
     table = one_night(units)
     if not table:
@@ -62,17 +71,13 @@ def _accuracy(units: Units, path: Path) -> Path | None:
     suites = list(table)
     methods = [m for m in METHODS if any(m in table[s] for s in suites)]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    width = 0.8 / max(len(methods), 1)
     bound = teachers(units)
     for ax, split in zip(axes, ("in", "out"), strict=True):
-        for i, method in enumerate(methods):
-            stats = [
-                spread(r.get(f"acc_{split}") for r in table[s].get(method, [])) for s in suites
-            ]
-            xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(suites))]
-            ax.bar(
-                xs, [m for m, _, _ in stats], width, yerr=[sd for _, sd, _ in stats], label=method
-            )
+        series = {
+            m: [spread(r.get(f"acc_{split}") for r in table[s].get(m, [])) for s in suites]
+            for m in methods
+        }
+        _grouped_bars(ax, series)
         for j, suite in enumerate(suites):
             mean = spread(r.get(f"teacher_{split}") for r in bound.get(suite, []))[0]
             ax.hlines(mean, j - 0.45, j + 0.45, colors="black", linestyles="dashed")
@@ -80,7 +85,7 @@ def _accuracy(units: Units, path: Path) -> Path | None:
         ax.set_title(f"accuracy, {split} split (dashed: in-context teacher)")
         ax.set_ylim(0, 1.05)
     axes[0].set_ylabel("accuracy, nothing in context unless retrieved")
-    axes[1].legend(fontsize=8, loc="upper right")
+    axes[1].legend(fontsize=8, loc="upper left", ncol=2)
     return _save(fig, path)
 
 
@@ -92,11 +97,7 @@ def _forgetting(units: Units, path: Path) -> Path | None:
     kinds = sorted({k for m in by_method.values() for k in m})
     methods = [m for m in METHODS if m in by_method]
     fig, ax = plt.subplots(figsize=(11, 4))
-    width = 0.8 / len(methods)
-    for i, method in enumerate(methods):
-        stats = [spread(by_method[method].get(k, [])) for k in kinds]
-        xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(kinds))]
-        ax.bar(xs, [m for m, _, _ in stats], width, yerr=[sd for _, sd, _ in stats], label=method)
+    _grouped_bars(ax, {m: [spread(by_method[m].get(k, [])) for k in kinds] for m in methods})
     ax.set_xticks(range(len(kinds)), kinds, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0.5, 1.02)
     ax.set_ylabel("robust retention (base = 1)")

@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -99,49 +100,42 @@ class EvalRunner:
 
     # -- the run ------------------------------------------------------------------------------
     def units(self) -> list[Unit]:
-        plan, units = self.plan, [Unit("base", "base model: retention", self._base)]
-        seeds = range(plan.seeds)
+        plan, seeds = self.plan, range(self.plan.seeds)
+        specs = [("base", "base model: retention", self._base)]
         if "one-night" in plan.experiments:
-            for suite in plan.suites:
-                for seed in seeds:
-                    where = f"{suite}/s{seed}"
-                    units.append(
-                        Unit(
-                            f"teacher/{where}",
-                            f"{where}: in-context teacher",
-                            self._teacher(suite, seed),
-                        )
+            for suite, seed in product(plan.suites, seeds):
+                where = f"{suite}/s{seed}"
+                specs.append(
+                    (f"teacher/{where}", f"{where}: in-context teacher", self._teacher(suite, seed))
+                )
+                specs += [
+                    (
+                        f"one-night/{where}/{m}",
+                        f"one night, {where}: {m}",
+                        self._one_night(suite, seed, m),
                     )
-                    for method in plan.methods:
-                        units.append(
-                            Unit(
-                                f"one-night/{where}/{method}",
-                                f"one night, {where}: {method}",
-                                self._one_night(suite, seed, method),
-                            )
-                        )
+                    for m in plan.methods
+                ]
         if "sequential" in plan.experiments:
-            for method in plan.sequential_methods:
-                for seed in seeds:
-                    for night in range(len(plan.suites) + 1):
-                        units.append(
-                            Unit(
-                                f"sequential/{method}/s{seed}/night{night}",
-                                f"sequential, {method} s{seed}: night {night}",
-                                self._sequential(method, seed, night),
-                            )
-                        )
+            nights = range(len(plan.suites) + 1)
+            specs += [
+                (
+                    f"sequential/{m}/s{seed}/night{night}",
+                    f"sequential, {m} s{seed}: night {night}",
+                    self._sequential(m, seed, night),
+                )
+                for m, seed, night in product(plan.sequential_methods, seeds, nights)
+            ]
         if "scaling" in plan.experiments:
-            for n in plan.scaling_sizes:
-                for seed in seeds:
-                    units.append(
-                        Unit(
-                            f"scaling/{plan.scaling_suite}/n{n}/s{seed}",
-                            f"scaling, {n} demonstrations s{seed}",
-                            self._scaling(n, seed),
-                        )
-                    )
-        return units
+            specs += [
+                (
+                    f"scaling/{plan.scaling_suite}/n{n}/s{seed}",
+                    f"scaling, {n} demonstrations s{seed}",
+                    self._scaling(n, seed),
+                )
+                for n, seed in product(plan.scaling_sizes, seeds)
+            ]
+        return [Unit(*spec) for spec in specs]
 
     def run(self) -> dict[str, Any]:
         units = self.units()
@@ -288,8 +282,11 @@ class EvalRunner:
             row["prefill_ms"] = self.model.latency_ms(
                 convs, plan.latency_requests, max_new_tokens=1
             )
-            without = self._without_memory(name, seed, method)
-            hits, retrieved = self.retention.hits(self.model, memory, without)
+            if adapter is None and memory is None:  # the base model itself, measured once
+                hits, retrieved = self._base_hits(), 0
+            else:
+                without = self._without_memory(name, seed, method)
+                hits, retrieved = self.retention.hits(self.model, memory, without)
             row.update(self._retention_of(hits), retention_prompts_with_memory=retrieved)
             row.update(
                 {k: trained[k] for k in ("train_seconds", "night_seconds", "steps", "kl_from_base")}
