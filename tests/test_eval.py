@@ -110,13 +110,14 @@ def test_a_killed_run_resumes_without_training_again(tiny_model_dir, tmp_path):
     """Real LoRA training (tiny model), real Chroma retrieval: a unit lost to a kill is
     measured again, finished units and trained adapters are reused."""
     from agent_cl.config import Settings
+    from agent_cl.durable import LockedError, exclusive_lock
     from agent_cl.evals.progress import EvalProgress
     from agent_cl.evals.runner import RESULTS, EvalRunner, PlanMismatchError
 
     settings = Settings(home=tmp_path / "home", model_dir=tiny_model_dir, torch_threads=1)
     plan = EvalPlan.quick(
         suites=("facts",),
-        methods=("none", "text", "default", "default+text"),
+        methods=("none", "text", "text-gated", "default", "default+text"),
         experiments=("one-night", "scaling"),
         steps=2,
         scaling_steps=2,
@@ -149,6 +150,9 @@ def test_a_killed_run_resumes_without_training_again(tiny_model_dir, tmp_path):
             assert 0.0 <= row.get(key, 0.0) <= 1.0
     with pytest.raises(PlanMismatchError, match="n_demos"):
         EvalRunner(settings, EvalPlan.quick(n_demos=6), out)
+    held = exclusive_lock(out / ".eval.lock", busy="held")  # a run already writing there
+    with held, pytest.raises(LockedError, match="another agent-cl eval"):
+        EvalRunner(settings, plan, out).run()
 
 
 @pytest.mark.slow

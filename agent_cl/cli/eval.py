@@ -28,7 +28,9 @@ def evaluate(
     out: Path = typer.Option(..., "--out", help="folder for results.json, report.md and plots"),
     suite: str | None = typer.Option(None, help="suites, comma-separated: facts,json,tools"),
     methods: str | None = typer.Option(
-        None, help="none,text,sft,sdft,default,default+text (default: all)"
+        None,
+        help="none,text,sft,sdft,default,default+text (the default), and text-gated (the "
+        "agent's own retrieval cut, 0.8)",
     ),
     seeds: int | None = typer.Option(None, help="seeds per measurement (default 3; quick 1)"),
     experiments: str | None = typer.Option(

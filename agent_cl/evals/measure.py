@@ -34,12 +34,26 @@ class TextMemory:
         demos = [d.model_copy(update={"tenant": TENANT}) for d in suite.demonstrations]
         self.store.add(demos)
 
-    def retrieve(self, question: str) -> list[Demonstration]:
+    def retrieve(self, question: str, min_score: float | None = None) -> list[Demonstration]:
+        cut = self.min_score if min_score is None else min_score
         hits = self.store.search(question, k=self.k, tenant=TENANT)
-        return [h.demonstration for h in hits if h.score >= self.min_score]
+        return [h.demonstration for h in hits if h.score >= cut]
+
+    def gated(self, min_score: float) -> GatedMemory:
+        return GatedMemory(self, min_score)
 
     def close(self) -> None:
         self.store.close()
+
+
+class GatedMemory:
+    """The same store behind another similarity cut (the agent's own, for `text-gated`)."""
+
+    def __init__(self, memory: TextMemory, min_score: float) -> None:
+        self.memory, self.min_score = memory, min_score
+
+    def retrieve(self, question: str) -> list[Demonstration]:
+        return self.memory.retrieve(question, self.min_score)
 
 
 class ServedModel:
@@ -90,13 +104,15 @@ class ServedModel:
         )
 
 
-def conversations(suite: Suite, items: Sequence[EvalItem], memory: TextMemory | None):
+def conversations(suite: Suite, items: Sequence[EvalItem], memory: TextMemory | GatedMemory | None):
     if memory is None:
         return [item.conversation for item in items]
     return [suite.with_memory(item, memory.retrieve(item.question)) for item in items]
 
 
-def accuracy(model: ServedModel, suite: Suite, memory: TextMemory | None) -> dict[str, Any]:
+def accuracy(
+    model: ServedModel, suite: Suite, memory: TextMemory | GatedMemory | None
+) -> dict[str, Any]:
     """Accuracy per split, mean prompt tokens and per-request latency on the suite."""
     convs = conversations(suite, suite.items, memory)
     answers = model.answers(convs)
@@ -134,7 +150,7 @@ class Retention:
     def hits(
         self,
         model: ServedModel,
-        memory: TextMemory | None = None,
+        memory: TextMemory | GatedMemory | None = None,
         without: Sequence[bool] | None = None,
     ) -> tuple[list[bool], int]:
         """Per-item correctness and how many prompts retrieved a demonstration. With memory and

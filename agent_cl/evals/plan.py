@@ -12,17 +12,21 @@ from typing import Any
 
 from agent_cl.consolidation.config import DEFAULT_METHOD, RECIPES
 from agent_cl.evals.suites import SUITES
+from agent_cl.graphs.middleware import DEFAULT_MIN_SCORE
 
 # Methods compared on the same model, demonstrations and LoRA budget. `text` and the `+text`
 # method add retrieved demonstrations to the prompt; the others ask with nothing in context.
 METHODS: dict[str, dict[str, Any]] = {
     "none": {"recipe": None, "memory": False},
     "text": {"recipe": None, "memory": True},
+    # The agent's own text memory: top-k kept only at cosine >= its cut (build_agent's default).
+    "text-gated": {"recipe": None, "memory": True, "min_score": DEFAULT_MIN_SCORE},
     "sft": {"recipe": "sft", "memory": False},
     "sdft": {"recipe": "sdft", "memory": False},
     "default": {"recipe": DEFAULT_METHOD, "memory": False},
     "default+text": {"recipe": DEFAULT_METHOD, "memory": True},
 }
+DEFAULT_METHODS = ("none", "text", "sft", "sdft", "default", "default+text")
 EXPERIMENTS = ("one-night", "sequential", "scaling")
 # Fields that change what a number means; a resumed run must match them.
 SIZING = (
@@ -43,7 +47,7 @@ class EvalPlan:
     """The experiments of `agent-cl eval` (docs/results/eval/ holds a full run)."""
 
     suites: tuple[str, ...] = SUITES
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = DEFAULT_METHODS
     seeds: int = 3
     experiments: tuple[str, ...] = EXPERIMENTS
     # 8 demonstrations a suite: a night of 64 steps, affordable on 2 CPU cores for every

@@ -97,12 +97,14 @@ def _forgetting(units: Units, path: Path) -> Path | None:
     kinds = sorted({k for m in by_method.values() for k in m})
     methods = [m for m in METHODS if m in by_method]
     fig, ax = plt.subplots(figsize=(11, 4))
-    _grouped_bars(ax, {m: [spread(by_method[m].get(k, [])) for k in kinds] for m in methods})
+    series = {m: [spread(by_method[m].get(k, [])) for k in kinds] for m in methods}
+    _grouped_bars(ax, series)
+    lowest = min((mean for stats in series.values() for mean, _, n in stats if n), default=0.5)
     ax.set_xticks(range(len(kinds)), kinds, rotation=30, ha="right", fontsize=8)
-    ax.set_ylim(0.5, 1.02)
+    ax.set_ylim(max(0.0, min(0.5, lowest - 0.1)), 1.02)
     ax.set_ylabel("robust retention (base = 1)")
     ax.set_title("forgetting per kind of general skill after one night")
-    ax.legend(fontsize=8, ncol=3)
+    ax.legend(fontsize=8, ncol=len(methods), loc="lower left")
     return _save(fig, path)
 
 

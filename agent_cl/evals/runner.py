@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import product
@@ -19,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from agent_cl.config import Settings
-from agent_cl.durable import atomic_directory, atomic_write_json, read_json
+from agent_cl.durable import (
+    atomic_directory,
+    atomic_write_json,
+    exclusive_lock,
+    read_json,
+    remove_partial_directories,
+)
 from agent_cl.evals import measure
 from agent_cl.evals.plan import METHODS, EvalPlan
 from agent_cl.evals.progress import EvalProgress
@@ -138,9 +145,20 @@ class EvalRunner:
         return [Unit(*spec) for spec in specs]
 
     def run(self) -> dict[str, Any]:
+        """Measure every unit not in results.json yet. One run per folder at a time: a second
+        one would write the same results and adapters (LockedError names the folder)."""
         units = self.units()
         done = sum(u.key in self.results for u in units)
-        self.progress.begin(len(units), done)
+        busy = f"another agent-cl eval is writing {self.out}; wait for it or use another --out"
+        with exclusive_lock(self.out / ".eval.lock", busy=busy):
+            shutil.rmtree(self.out / "work", ignore_errors=True)  # scratch of a killed run
+            if (self.out / "adapters").exists():  # half-written by a killed training
+                remove_partial_directories(self.out / "adapters")
+            self.progress.begin(len(units), done)
+            self._measure(units)
+        return self.results.data
+
+    def _measure(self, units: list[Unit]) -> None:
         try:
             for unit in units:
                 if unit.key in self.results:
@@ -153,12 +171,12 @@ class EvalRunner:
                 self.progress.advance()
         finally:
             self.close()
-        return self.results.data
 
     def close(self) -> None:
         for memory in self._memories.values():
             memory.close()
         self._memories.clear()
+        shutil.rmtree(self.out / "work", ignore_errors=True)
 
     # -- shared parts ---------------------------------------------------------------------------
     @property
@@ -180,8 +198,9 @@ class EvalRunner:
     def memory(self, suite: Suite, n: int) -> measure.TextMemory:
         name = f"{suite.name}-s{suite.seed}-n{n}"
         if name not in self._memories:
-            path = self.out / "work" / "stores" / name
-            shutil.rmtree(path, ignore_errors=True)  # rebuilt from the suite: nothing to keep
+            # Rebuilt from the suite each run, in a fresh folder: Chroma cannot reopen, in the
+            # same process, a path whose files were deleted under its cached client.
+            path = self.out / "work" / "stores" / f"{name}-{uuid.uuid4().hex[:8]}"
             self._memories[name] = measure.TextMemory(
                 path, suite, k=self.plan.text_k, min_score=self.plan.min_score
             )
@@ -275,6 +294,8 @@ class EvalRunner:
                     trained_key, spec["recipe"], suite, plan.night_steps(plan.n_demos)
                 )
             memory = self.memory(suite, plan.n_demos) if spec["memory"] else None
+            if memory is not None and "min_score" in spec:
+                memory = memory.gated(spec["min_score"])
             self.model.serve(adapter)
             row.update(measure.accuracy(self.model, suite, memory))
             convs = measure.conversations(suite, suite.items, memory)
@@ -299,7 +320,7 @@ class EvalRunner:
         """Retention hits of the same weights with nothing retrieved, when already measured."""
         if not METHODS[method]["memory"]:
             return None
-        twin = {"text": "none", "default+text": "default"}.get(method)
+        twin = {"text": "none", "text-gated": "none", "default+text": "default"}.get(method)
         if twin is None or twin == "none":
             return self._base_hits()
         key = f"one-night/{name}/s{seed}/{twin}"
