@@ -289,7 +289,7 @@ class EvalRunner:
                 {"train_seconds": 0.0, "night_seconds": 0.0, "steps": 0, "kl_from_base": 0.0},
             )
             if spec["recipe"] is not None:
-                trained_key = f"one-night/{name}/s{seed}/{spec['recipe']}"
+                trained_key = self._one_night_key(name, seed, spec["recipe"])
                 adapter, trained = self.adapter(
                     trained_key, spec["recipe"], suite, plan.night_steps(plan.n_demos)
                 )
@@ -316,6 +316,12 @@ class EvalRunner:
 
         return run
 
+    @staticmethod
+    def _one_night_key(suite: str, seed: int, recipe: str) -> str:
+        """One adapter per (suite, seed, recipe) at the night's size: the sequential run's
+        first night and the scaling point of that size are the same training, trained once."""
+        return f"one-night/{suite}/s{seed}/{recipe}"
+
     def _without_memory(self, name: str, seed: int, method: str) -> list[bool] | None:
         """Retention hits of the same weights with nothing retrieved, when already measured."""
         if not METHODS[method]["memory"]:
@@ -333,6 +339,8 @@ class EvalRunner:
             adapter = None
             for i, suite in enumerate(suites[:night]):  # the chain, trained on first need
                 key = f"sequential/{method}/s{seed}/night{i + 1}"
+                if i == 0:  # the first night is one-night's training of that suite exactly
+                    key = self._one_night_key(suite.name, seed, METHODS[method]["recipe"])
                 adapter, _ = self.adapter(
                     key, METHODS[method]["recipe"], suite, plan.night_steps(plan.n_demos), adapter
                 )
@@ -357,6 +365,8 @@ class EvalRunner:
             plan = self.plan
             suite = build_suite(plan.scaling_suite, n, seed)
             key = f"scaling/{plan.scaling_suite}/n{n}/s{seed}"
+            if n == plan.n_demos and plan.scaling_steps == plan.night_steps(n):
+                key = self._one_night_key(suite.name, seed, METHODS["default"]["recipe"])
             adapter, trained = self.adapter(
                 key, METHODS["default"]["recipe"], suite, plan.scaling_steps
             )
