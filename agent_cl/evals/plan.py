@@ -112,9 +112,9 @@ class EvalPlan:
             "sequential_methods": ("default",),
             "scaling_sizes": (2, 4),
             "scaling_steps": 4,
-            "retention_limit": 24,
+            "retention_limit": 16,
             "kl_prompts": 4,
-            "latency_requests": 2,
+            "latency_requests": 1,
             "max_new_tokens": 32,
         }
         return cls(**{**sizes, **overrides})
