@@ -14,7 +14,7 @@ import pytest
 
 from agent_cl.evals.plan import EvalPlan
 from agent_cl.evals.report import build_report, cost, fmt, spread
-from agent_cl.evals.suites import build_suite
+from agent_cl.evals.suites import build_suite, with_demonstrations
 
 
 def test_suites_are_deterministic_and_split():
@@ -50,7 +50,7 @@ def test_tool_verifier_reads_the_call_and_its_arguments():
     assert not item.is_correct(good.replace("lab_leader", "other_tool"))
     assert not item.is_correct(f"{lab} is led by someone.")
     assert "lab_leader" in item.conversation[0]["content"]  # the tools prompt, as served
-    turns = suite.with_memory(item, suite.demonstrations[:1])
+    turns = with_demonstrations(item.conversation, suite.demonstrations[:1])
     assert [t["role"] for t in turns] == [
         "system",
         "user",

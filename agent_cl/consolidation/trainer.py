@@ -193,8 +193,14 @@ class ConsolidationTrainer:
         self.anchor_prompts = list(anchor_prompts or named_anchor_prompts(self.config.anchor_pool))
         if self.config.uses_anchor and not self.anchor_prompts:
             raise ValueError("the anchor/replay terms need at least one general prompt")
-        self._base_answers: list[list[int]] | None = None
-        self._base_key = (str(Path(model_dir).resolve()), str(self.device), dtype)
+        # what the base's anchor answers depend on (the weights, device, prompts, length)
+        self._base_key = (
+            str(Path(model_dir).resolve()),
+            str(self.device),
+            dtype,
+            tuple(self.anchor_prompts),
+            self.config.anchor_max_new_tokens,
+        )
         self.augmented: list[Demonstration] = []
         self.generate_batch_size = generation_batch_size(self.device)
 
@@ -337,10 +343,7 @@ class ConsolidationTrainer:
         """The base model's greedy answers to every anchor prompt, computed once per process:
         they depend only on the base weights, so a process that trains many adapters (a
         daemon, `agent-cl eval`) pays the ~20 s on 2 CPU cores once."""
-        key = (*self._base_key, tuple(self.anchor_prompts), self.config.anchor_max_new_tokens)
-        if self._base_answers is None and key in _BASE_ANSWERS:
-            self._base_answers = _BASE_ANSWERS[key]
-        if self._base_answers is None:
+        if self._base_key not in _BASE_ANSWERS:
             texts = [
                 render_prompt(self.tokenizer, [{"role": "user", "content": p}])
                 for p in self.anchor_prompts
@@ -354,8 +357,8 @@ class ConsolidationTrainer:
                         greedy=True,
                         max_new=self.config.anchor_max_new_tokens,
                     )
-            self._base_answers = _BASE_ANSWERS[key] = answers
-        return self._base_answers
+            _BASE_ANSWERS[self._base_key] = answers
+        return _BASE_ANSWERS[self._base_key]
 
     def _sample(
         self, prompts_text: list[str], *, greedy: bool, max_new: int | None = None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_cl.consolidation.gate import GateItem, retention_items
-from agent_cl.evals.suites import EvalItem, Suite
+from agent_cl.evals.suites import EvalItem, Suite, with_demonstrations
 from agent_cl.memory.chroma import ChromaDemonstrationStore
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import ChatMessage, count_prompt_tokens
@@ -104,40 +104,39 @@ class ServedModel:
         )
 
 
-def conversations(suite: Suite, items: Sequence[EvalItem], memory: TextMemory | GatedMemory | None):
+def conversations(
+    items: Sequence[EvalItem], memory: TextMemory | GatedMemory | None
+) -> list[list[ChatMessage]]:
+    """What each question is asked as: alone, or after what the memory retrieves for it."""
     if memory is None:
         return [item.conversation for item in items]
-    return [suite.with_memory(item, memory.retrieve(item.question)) for item in items]
+    return [with_demonstrations(i.conversation, memory.retrieve(i.question)) for i in items]
 
 
-def accuracy(
-    model: ServedModel, suite: Suite, memory: TextMemory | GatedMemory | None
-) -> dict[str, Any]:
-    """Accuracy per split, mean prompt tokens and per-request latency on the suite."""
-    convs = conversations(suite, suite.items, memory)
-    answers = model.answers(convs)
-    out: dict[str, Any] = {}
-    for split in dict.fromkeys(item.split for item in suite.items):
-        hits = [
-            item.is_correct(a)
-            for item, a in zip(suite.items, answers, strict=True)
-            if item.split == split
-        ]
-        out[f"acc_{split}"] = sum(hits) / len(hits)
-    out["prompt_tokens"] = model.prompt_tokens(convs)
-    out["example"] = {"question": suite.items[0].question, "answer": answers[0]}
+def split_scores(items: Sequence[EvalItem], answers: Sequence[str], prefix: str) -> dict:
+    """Accuracy per split (`in`, `out`), keyed `{prefix}_{split}`."""
+    out = {}
+    for split in dict.fromkeys(item.split for item in items):
+        hits = [i.is_correct(a) for i, a in zip(items, answers, strict=True) if i.split == split]
+        out[f"{prefix}_{split}"] = sum(hits) / len(hits)
     return out
+
+
+def accuracy(model: ServedModel, suite: Suite, convs: list[list[ChatMessage]]) -> dict[str, Any]:
+    """Accuracy per split and mean prompt tokens, asking `convs` (one per suite item)."""
+    answers = model.answers(convs)
+    return {
+        **split_scores(suite.items, answers, "acc"),
+        "prompt_tokens": model.prompt_tokens(convs),
+        "example": {"question": suite.items[0].question, "answer": answers[0]},
+    }
 
 
 def teacher_accuracy(model: ServedModel, suite: Suite) -> dict[str, float]:
     """The in-context teacher (base model, right demonstration in the prompt): what
     consolidation can at best reach."""
     answers = model.answers([item.teacher for item in suite.items])
-    out = {}
-    for split in dict.fromkeys(item.split for item in suite.items):
-        pairs = [(i, a) for i, a in zip(suite.items, answers, strict=True) if i.split == split]
-        out[f"teacher_{split}"] = sum(i.is_correct(a) for i, a in pairs) / len(pairs)
-    return out
+    return split_scores(suite.items, answers, "teacher")
 
 
 class Retention:
@@ -163,7 +162,7 @@ class Retention:
         retrieved = [memory.retrieve(_question(c)) for c in convs]
         changed = [i for i, demos in enumerate(retrieved) if demos or without is None]
         hits = list(without) if without is not None else [False] * len(self.items)
-        answers = model.answers([_with_turns(convs[i], retrieved[i]) for i in changed])
+        answers = model.answers([with_demonstrations(convs[i], retrieved[i]) for i in changed])
         for i, answer in zip(changed, answers, strict=True):
             hits[i] = self.items[i].is_correct(answer)
         return hits, sum(bool(demos) for demos in retrieved)
@@ -174,10 +173,3 @@ class Retention:
 
 def _question(conversation: list[ChatMessage]) -> str:
     return conversation[-1]["content"]
-
-
-def _with_turns(conversation: list[ChatMessage], demos: list[Demonstration]) -> list[ChatMessage]:
-    from agent_cl.evals.suites import demonstration_turns
-
-    turns = [turn for demo in demos for turn in demonstration_turns(demo)]
-    return [*conversation[:-1], *turns, conversation[-1]]

@@ -297,8 +297,8 @@ class EvalRunner:
             if memory is not None and "min_score" in spec:
                 memory = memory.gated(spec["min_score"])
             self.model.serve(adapter)
-            row.update(measure.accuracy(self.model, suite, memory))
-            convs = measure.conversations(suite, suite.items, memory)
+            convs = measure.conversations(suite.items, memory)
+            row.update(measure.accuracy(self.model, suite, convs))
             row["latency_ms"] = self.model.latency_ms(convs, plan.latency_requests)
             row["prefill_ms"] = self.model.latency_ms(
                 convs, plan.latency_requests, max_new_tokens=1
@@ -324,11 +324,14 @@ class EvalRunner:
 
     def _without_memory(self, name: str, seed: int, method: str) -> list[bool] | None:
         """Retention hits of the same weights with nothing retrieved, when already measured."""
-        if not METHODS[method]["memory"]:
+        spec = METHODS[method]
+        if not spec["memory"]:
             return None
-        twin = {"text": "none", "text-gated": "none", "default+text": "default"}.get(method)
-        if twin is None or twin == "none":
+        if spec["recipe"] is None:
             return self._base_hits()
+        twin = next(
+            m for m, s in METHODS.items() if s["recipe"] == spec["recipe"] and not s["memory"]
+        )
         key = f"one-night/{name}/s{seed}/{twin}"
         return _unpack(self.results[key]["retention_hits"]) if key in self.results else None
 
@@ -349,7 +352,9 @@ class EvalRunner:
             row["trained_on"] = plan.suites[night - 1] if night else None
             row["skills"] = list(plan.suites)
             for suite in suites:
-                scores = measure.accuracy(self.model, suite, None)
+                scores = measure.accuracy(
+                    self.model, suite, measure.conversations(suite.items, None)
+                )
                 row[f"acc_{suite.name}"] = scores["acc_in"]
             if night == 0:
                 hits = self._base_hits()
@@ -371,10 +376,13 @@ class EvalRunner:
                 key, METHODS["default"]["recipe"], suite, plan.scaling_steps
             )
             self.model.serve(None)
-            text = measure.accuracy(self.model, suite, self.memory(suite, n))
+            memory = self.memory(suite, n)
+            text = measure.accuracy(self.model, suite, measure.conversations(suite.items, memory))
             self.model.serve(adapter)
             row: dict[str, Any] = {"n_demos": n, "seed": seed, "suite": plan.scaling_suite}
-            row.update(measure.accuracy(self.model, suite, None))
+            row.update(
+                measure.accuracy(self.model, suite, measure.conversations(suite.items, None))
+            )
             row.update({f"text_{k}": v for k, v in text.items() if k.startswith("acc_")})
             hits, _ = self.retention.hits(self.model)
             row.update(self._retention_of(hits))

@@ -4,7 +4,7 @@ verifier for each answer. Deterministic from `(size, seed)`.
 Every question is asked three ways, which is what makes weights and text memory comparable:
 `conversation` (nothing in context: what consolidation must carry), `teacher` (the right
 demonstration in context: the in-context teacher, an upper bound for consolidation) and, built
-by `with_memory`, the retrieved demonstrations as earlier turns (text memory). Questions are
+by `with_demonstrations`, the retrieved demonstrations as earlier turns (text memory). Questions are
 split as the SDFT paper splits knowledge acquisition: `in` (held-out phrasings of trained
 items) and `out` (a step away from them: two facts at once, a tool question phrased anew).
 """
@@ -50,11 +50,15 @@ class Suite:
     def split(self, name: str) -> list[EvalItem]:
         return [item for item in self.items if item.split == name]
 
-    def with_memory(self, item: EvalItem, retrieved: Sequence[Demonstration]) -> list[ChatMessage]:
-        """The question after the retrieved demonstrations, each as the turns it was (the whole
-        trajectory for a tool run), as the LangMem/ExpeL-style baseline puts them."""
-        turns = [turn for demo in retrieved for turn in demonstration_turns(demo)]
-        return [item.conversation[0], *turns, *item.conversation[1:]]
+
+def with_demonstrations(
+    conversation: list[ChatMessage], retrieved: Sequence[Demonstration]
+) -> list[ChatMessage]:
+    """The conversation with the retrieved demonstrations before its last (user) turn, each
+    as the turns it was (the whole trajectory for a tool run), as the LangMem/ExpeL-style
+    baseline puts them."""
+    turns = [turn for demo in retrieved for turn in demonstration_turns(demo)]
+    return [*conversation[:-1], *turns, conversation[-1]]
 
 
 def demonstration_turns(demo: Demonstration) -> list[ChatMessage]:
