@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,14 +125,61 @@ def remove_partial_directories(parent: Path) -> None:
 def exclusive_lock(path: Path, *, busy: str) -> Iterator[None]:
     """Hold an advisory lock on `path` across processes, or raise LockedError(`busy`) at once.
     The operating system drops the lock when its process dies, so a crash never leaves one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout as exc:
-        raise LockedError(busy) from exc
+    lock = ProcessLock(path)
+    lock.acquire(busy=busy)
     try:
         yield
     finally:
         lock.release()
+
+
+def set_aside(path: Path, *, into: Path | None = None, label: str = "corrupt") -> Path:
+    """Move a damaged file or directory out of the way, keeping it for inspection: renamed to
+    `<into or its folder>/<name>.<label>-<time>` (a unique name), in one step. Returns where."""
+    path = Path(path)
+    folder = Path(into) if into is not None else path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{path.name}.{label}-{int(time.time())}"
+    aside = folder / stem
+    n = 1
+    while aside.exists():
+        aside = folder / f"{stem}-{n}"
+        n += 1
+    os.replace(path, aside)
+    fsync_path(folder)
+    return aside
+
+
+class ProcessLock:
+    """A cross-process lock held for as long as the caller likes (an open store, a running
+    daemon), shared by the threads of this process: `acquire` counts, the last `release` lets
+    go. The operating system drops it when the process dies, so a crash never leaves one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = FileLock(str(self.path))
+        self._count = 0
+        self._mutex = threading.Lock()
+
+    def acquire(self, *, busy: str) -> None:
+        """Take the lock now or raise LockedError(`busy`); re-entrant within this process."""
+        with self._mutex:
+            if self._count == 0:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self._lock.acquire(timeout=0)
+                except Timeout as exc:
+                    raise LockedError(busy) from exc
+            self._count += 1
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._count == 0:
+                return
+            self._count -= 1
+            if self._count == 0:
+                self._lock.release()
+
+    @property
+    def held(self) -> bool:
+        return self._count > 0
