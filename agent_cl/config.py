@@ -22,17 +22,61 @@ class ConfigError(ValueError):
     """Raised when a setting has a value agent-cl cannot use."""
 
 
-def validate_tenant(name: str) -> str:
-    """A tenant name names directories and store filters: letters, digits, '-' and '_' only."""
+API_KEY_ENV = ENV_PREFIX + "VLLM_API_KEY"
+API_KEY_FILE_ENV = API_KEY_ENV + "_FILE"
+
+
+def vllm_api_key() -> str | None:
+    """The served model's key, read in one place: `AGENT_CL_VLLM_API_KEY`, or the file that
+    `AGENT_CL_VLLM_API_KEY_FILE` names. Never a command-line argument: argv is visible to
+    every user of the machine (`ps`)."""
+    key = os.environ.get(API_KEY_ENV)
+    if not key and os.environ.get(API_KEY_FILE_ENV):
+        path = Path(os.environ[API_KEY_FILE_ENV])
+        try:
+            key = path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{API_KEY_FILE_ENV}={path} cannot be read: {exc}") from exc
+        if not key:
+            raise ConfigError(f"{API_KEY_FILE_ENV}={path} is empty")
+    return key or None
+
+
+TENANT_MAX_LENGTH = 64
+
+
+class Tenant(str):
+    """A tenant name that has passed `validate_tenant`: checked once at the edge, then carried
+    as this type, so deeper layers (`Tenant(x)` on a Tenant is free) never check it again."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str) -> Tenant:
+        if type(name) is cls:
+            return name
+        return super().__new__(cls, _checked_tenant(name))
+
+
+def _checked_tenant(name: object) -> str:
+    """Tenant names name directories, store filters and served model names: ASCII letters,
+    digits, '-' and '_', at most 64 characters, everywhere."""
     if (
         not isinstance(name, str)
         or not name
+        or len(name) > TENANT_MAX_LENGTH
+        or not name.isascii()
         or not name.replace("-", "").replace("_", "").isalnum()
     ):
+        shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
         raise ConfigError(
-            f"tenant must be a non-empty name of letters, digits, '-' or '_', got {name!r}"
+            f"tenant must be 1-{TENANT_MAX_LENGTH} ASCII letters, digits, '-' or '_', got {shown}"
         )
     return name
+
+
+def validate_tenant(name: str) -> Tenant:
+    """The one tenant check: a `Tenant`, or ConfigError naming the rule."""
+    return Tenant(name)
 
 
 @dataclass(frozen=True)
@@ -139,7 +183,7 @@ class Settings:
         if self.model_dir is not None:
             object.__setattr__(self, "model_dir", Path(self.model_dir).expanduser())
         object.__setattr__(self, "servers", tuple(self.servers))
-        validate_tenant(self.tenant)
+        object.__setattr__(self, "tenant", Tenant(self.tenant))
         for name in ("torch_threads", "adapter_max_rank", "adapter_keep", "sleep_steps_per_demo"):
             _at_least(name, getattr(self, name), 1)
         for name in ("sleep_replay", "sleep_checkpoint_every"):
@@ -149,13 +193,18 @@ class Settings:
         for name in ("store_port", "serve_port"):
             if not 0 < getattr(self, name) < 65536:
                 raise ConfigError(f"{name} must be a port (1-65535), got {getattr(self, name)}")
-        for name in ("gate_max_retention_drop", "gate_max_kl_from_base"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0 <= self.gate_max_retention_drop <= 1:
+            raise ConfigError(
+                f"gate_max_retention_drop must be in [0, 1], got {self.gate_max_retention_drop}"
+            )
+        if not 0 < self.gate_max_kl_from_base <= 1:  # 0 would reject every trained adapter
+            raise ConfigError(
+                f"gate_max_kl_from_base must be in (0, 1], got {self.gate_max_kl_from_base}"
+            )
         for name in ("daemon_idle_minutes", "daemon_poll_seconds"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"{name} must be > 0, got {value}")
+            if value is not None and not 0 < value < float("inf"):  # nan fails too
+                raise ConfigError(f"{name} must be a number > 0, got {value}")
         for url in (self.store_url, *self.servers):
             if url is not None and not url.startswith(("http://", "https://")):
                 name = "store_url" if url == self.store_url else "servers"
@@ -179,7 +228,7 @@ class Settings:
 
     def paths(self, tenant: str | None = None) -> TenantPaths:
         """`tenant`'s directories (default: this settings' tenant)."""
-        name = validate_tenant(tenant or self.tenant)
+        name = Tenant(tenant or self.tenant)
         adapters = self.adapters_root / name
         return TenantPaths(adapters, adapters / TenantPaths.SLEEP_DIR, self.reports_dir)
 
@@ -194,7 +243,7 @@ class Settings:
         if self.adapters_root.is_dir():
             for child in self.adapters_root.iterdir():
                 try:
-                    found.add(validate_tenant(child.name))
+                    found.add(Tenant(child.name))
                 except ConfigError:
                     continue  # not a tenant directory
         return tuple(sorted(found))

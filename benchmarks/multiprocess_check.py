@@ -108,13 +108,13 @@ def main() -> None:
         return writer(args.writer[0], int(args.writer[1]), int(args.writer[2]))
     writes, events, every = (250, 6, 3.0) if args.quick else (500, 12, 3.0)
 
+    from agent_cl.adapters.registry import AdapterRegistry
     from agent_cl.config import Settings
     from agent_cl.evals.marker_adapter import train_marker_adapter
     from agent_cl.managed_process import free_port
     from agent_cl.memory.chroma import ChromaDemonstrationStore
     from agent_cl.memory.chroma_server import ChromaServer
     from agent_cl.models.provision import provisioned_model_dir
-    from agent_cl.serving.registry import AdapterRegistry
     from agent_cl.serving.replicas import ReplicaSet
     from agent_cl.serving.vllm_backend import stable_name
     from agent_cl.serving.vllm_server import VLLMServer, VLLMServerConfig

@@ -14,6 +14,7 @@ plain sight).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -38,12 +39,13 @@ def main() -> None:
 
     from agent_cl.config import Settings
     from agent_cl.consolidation.config import DEFAULT_METHOD
-    from agent_cl.consolidation.gate import GateItem, retention_items
-    from agent_cl.consolidation.night import Night, NightPlan
     from agent_cl.evals.facts import build_facts
     from agent_cl.memory.chroma import ChromaDemonstrationStore
     from agent_cl.models.chat import task_message
     from agent_cl.models.provision import provisioned_model_dir
+    from agent_cl.night.gate import GateItem, retention_items
+    from agent_cl.night.night import Night
+    from agent_cl.night.plan import NightPlan
     from agent_cl.scoring.retention import retention_breakdown
     from agent_cl.serving.local_backend import LocalBackend
 
@@ -76,15 +78,21 @@ def main() -> None:
     for night_no in range(1, args.nights + 1):
         todays = facts[(night_no - 1) * args.facts_per_night : night_no * args.facts_per_night]
         store.add([f.demonstration() for f in todays])
-        plan = NightPlan(
-            method=args.method or DEFAULT_METHOD,
-            steps_per_demo=args.steps_per_demo,
-            gate=not args.no_gate,
-            max_retention_drop=args.max_retention_drop,
-            replay=args.replay,
+        night_settings = dataclasses.replace(
+            settings,
+            sleep_method=args.method or DEFAULT_METHOD,
+            sleep_steps_per_demo=args.steps_per_demo,
+            gate_enabled=not args.no_gate,
+            sleep_replay=args.replay,
+            **(
+                {"gate_max_retention_drop": args.max_retention_drop}
+                if args.max_retention_drop is not None
+                else {}
+            ),
         )
         held_out = [item(q, f.is_correct) for f in todays for q in f.paraphrases]
-        job = Night(settings, plan, store).job(
+        plan = NightPlan.from_settings(night_settings)
+        job = Night(night_settings, store).job(
             "default",
             held_out=held_out,
             retention=retention,

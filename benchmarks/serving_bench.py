@@ -57,11 +57,11 @@ def main() -> None:
     args = parser.parse_args()
     n, swaps = (32, 6) if args.quick else (128, 20)
 
+    from agent_cl.adapters.registry import AdapterRegistry
     from agent_cl.config import Settings
     from agent_cl.evals.marker_adapter import MARKER_QUESTION as QUESTION
     from agent_cl.evals.marker_adapter import train_marker_adapter
     from agent_cl.models.provision import provision_embedded_model
-    from agent_cl.serving.registry import AdapterRegistry
     from agent_cl.serving.vllm_backend import VLLMBackend
     from agent_cl.serving.vllm_server import VLLMServer, VLLMServerConfig
 

@@ -17,6 +17,7 @@ Writes bench-results/tool_skill_night.json; the last line is
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -45,11 +46,12 @@ def main() -> None:
     from langchain_core.messages import HumanMessage
 
     from agent_cl.config import Settings
-    from agent_cl.consolidation.night import Night, NightPlan
     from agent_cl.evals.tools_skill import build_tool_tasks, called_lab_leader, lab_leader
     from agent_cl.graphs.middleware import DemonstrationMiddleware
     from agent_cl.memory.chroma import ChromaDemonstrationStore
     from agent_cl.models.provision import provisioned_model_dir
+    from agent_cl.night.night import Night
+    from agent_cl.night.plan import NightPlan
     from agent_cl.serving.chat_model import BackendChatModel
     from agent_cl.serving.local_backend import LocalBackend
 
@@ -90,8 +92,9 @@ def main() -> None:
 
     before, before_examples = heldout_calls()
     print(json.dumps({"heldout_before": before, "examples": before_examples}), flush=True)
-    plan = NightPlan(gate=not args.no_gate)
-    job = Night(settings, plan, store).job(
+    night_settings = dataclasses.replace(settings, gate_enabled=not args.no_gate)
+    plan = NightPlan.from_settings(night_settings)
+    job = Night(night_settings, store).job(
         "default", on_publish=lambda v: backend.swap(v.version, v.path)
     )
     t0 = time.perf_counter()

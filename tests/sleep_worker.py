@@ -13,15 +13,15 @@ import json
 import sys
 from pathlib import Path
 
+from agent_cl.adapters.registry import AdapterRegistry
+from agent_cl.adapters.validation import validate_adapter_dir
 from agent_cl.config import Settings
 from agent_cl.consolidation.config import ConsolidationConfig
-from agent_cl.consolidation.gate import GateConfig
-from agent_cl.consolidation.night import Night, NightPlan
 from agent_cl.memory.chroma import ChromaDemonstrationStore
 from agent_cl.memory.schema import Demonstration
-from agent_cl.models.adapters import validate_adapter_dir
+from agent_cl.night.gate import GateConfig
+from agent_cl.night.night import Night
 from agent_cl.serving.local_backend import LocalBackend
-from agent_cl.serving.registry import AdapterRegistry
 from tests.conftest import HashEmbedder
 
 TENANT = "t"
@@ -56,11 +56,17 @@ def state(store, registry: AdapterRegistry, backend: LocalBackend) -> dict:
 
 def main() -> None:
     home, model_dir = Path(sys.argv[1]), Path(sys.argv[2])
-    settings = Settings(home=home, model_dir=model_dir, torch_threads=1)
+    settings = Settings(
+        home=home,
+        model_dir=model_dir,
+        torch_threads=1,
+        sleep_method="sft",
+        sleep_steps=STEPS,
+        sleep_checkpoint_every=CHECKPOINT_EVERY,
+    )
     store = ChromaDemonstrationStore.open(settings.store_dir, embedder=HashEmbedder())
     store.add(seed_demonstrations())
-    plan = NightPlan(method="sft", steps=STEPS, checkpoint_every=CHECKPOINT_EVERY)
-    night = Night(settings, plan, store)
+    night = Night(settings, store)
     registry = night.registry(TENANT)
     backend = LocalBackend(model_dir, torch_threads=1)
     current = registry.current()

@@ -4,8 +4,8 @@ import json
 
 from typer.testing import CliRunner
 
+from agent_cl.adapters.registry import AdapterRegistry
 from agent_cl.cli import app
-from agent_cl.serving.registry import AdapterRegistry
 from tests.adapters import fake_adapter
 
 runner = CliRunner()
@@ -51,9 +51,9 @@ def test_sleep_without_model_says_run_init(tmp_path):
 
 
 def test_status_shows_each_tenant_and_the_next_night(tmp_path, monkeypatch, hash_embedder):
+    from agent_cl.adapters.registry import AdapterRegistry
     from agent_cl.memory.chroma import ChromaDemonstrationStore
     from agent_cl.memory.schema import Demonstration
-    from agent_cl.serving.registry import AdapterRegistry
     from tests.adapters import fake_adapter
 
     AdapterRegistry(tmp_path / "adapters" / "alpha").publish(fake_adapter(tmp_path / "x", "x"))

@@ -4,16 +4,18 @@ traceback and never a second publish of the same batch."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from typer.testing import CliRunner
 
+from agent_cl.adapters.registry import AdapterRegistry
 from agent_cl.cli import app
 from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.trainer import ConsolidationTrainer
 from agent_cl.durable import CorruptFileError, atomic_directory, read_json
 from agent_cl.memory.chroma import ChromaDemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus
-from agent_cl.serving.registry import AdapterRegistry
 from tests.adapters import fake_adapter
 
 
@@ -80,7 +82,7 @@ def test_corrupt_journal_fails_clearly_and_repair_hands_claims_back(
     tmp_path, tiny_model_dir, monkeypatch
 ):
     from agent_cl.config import Settings
-    from agent_cl.consolidation.night import Night, NightPlan
+    from agent_cl.night.night import Night
 
     home = tmp_path / "home"
     monkeypatch.setenv("AGENT_CL_HOME", str(home))
@@ -91,7 +93,10 @@ def test_corrupt_journal_fails_clearly_and_repair_hands_claims_back(
         journal = settings.paths().sleep_state / "journal.json"
         journal.parent.mkdir(parents=True)
         journal.write_text('{"run_id": "x", "stage"')
-        night = Night(settings, NightPlan(method="sft", steps=1, gate=False), store)
+        night_settings = dataclasses.replace(
+            settings, sleep_method="sft", sleep_steps=1, gate_enabled=False
+        )
+        night = Night(night_settings, store)
         [report] = night.run()
         assert report.status == "failed" and "journal.json" in report.error
         assert "adapters repair" in report.error

@@ -10,14 +10,14 @@ import json
 
 import pytest
 
+from agent_cl.adapters.registry import AdapterRegistry
 from agent_cl.config import Settings
 from agent_cl.consolidation.config import DEFAULT_METHOD, ConsolidationConfig
-from agent_cl.consolidation.sleep import run_sleep
 from agent_cl.evals.demo import REPORT_KEYS, DemoConfig, run_demo
 from agent_cl.evals.facts import build_facts
 from agent_cl.memory.chroma import ChromaDemonstrationStore
 from agent_cl.memory.schema import DemoStatus
-from agent_cl.serving.registry import AdapterRegistry
+from agent_cl.night.sleep import run_sleep
 
 pytestmark = pytest.mark.slow
 

@@ -6,11 +6,11 @@ import pytest
 def test_merge_folds_the_adapter_into_a_new_base(tiny_model_dir, tmp_path):
     import torch
 
+    from agent_cl.adapters.merge import merge_adapter
     from agent_cl.consolidation.config import ConsolidationConfig
     from agent_cl.consolidation.trainer import ConsolidationTrainer
     from agent_cl.memory.schema import Demonstration
     from agent_cl.models.chat import load_causal_lm
-    from agent_cl.models.merge import merge_adapter
     from agent_cl.models.provision import read_manifest
 
     config = ConsolidationConfig(method="sft", steps=3, batch_size=1, learning_rate=1e-2)

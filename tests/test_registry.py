@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent_cl.models.adapters import InvalidAdapterError
-from agent_cl.serving.registry import AdapterRegistry, UnknownAdapterVersionError
+from agent_cl.adapters.registry import AdapterRegistry, UnknownAdapterVersionError
+from agent_cl.adapters.rules import AdapterRules
+from agent_cl.adapters.validation import InvalidAdapterError
 from tests.adapters import fake_adapter, marker
 
 
@@ -63,7 +64,7 @@ def test_incomplete_adapter_is_never_published(tmp_path):
     ],
 )
 def test_bad_adapters_are_refused_before_publish(tmp_path, kwargs, adapter, message):
-    registry = AdapterRegistry(tmp_path / "reg", **kwargs)
+    registry = AdapterRegistry(tmp_path / "reg", AdapterRules(**kwargs))
     registry.publish(fake_adapter(tmp_path / "good", "good"))
     with pytest.raises(InvalidAdapterError, match=message):
         registry.publish(fake_adapter(tmp_path / "bad", "bad", **adapter))
@@ -71,7 +72,7 @@ def test_bad_adapters_are_refused_before_publish(tmp_path, kwargs, adapter, mess
 
 
 def test_adapter_of_another_base_model_is_refused(tmp_path):
-    registry = AdapterRegistry(tmp_path / "reg", base_model_sha256="a" * 64)
+    registry = AdapterRegistry(tmp_path / "reg", AdapterRules(base_model_sha256="a" * 64))
     with pytest.raises(InvalidAdapterError, match="trained on base model bbbb"):
         registry.publish(fake_adapter(tmp_path / "x", "x"), {"base_model_sha256": "b" * 64})
     registry.publish(fake_adapter(tmp_path / "y", "y"), {"base_model_sha256": "a" * 64})
@@ -79,12 +80,12 @@ def test_adapter_of_another_base_model_is_refused(tmp_path):
 
 
 def test_keep_prunes_old_versions_but_never_the_current_one(tmp_path):
-    registry = AdapterRegistry(tmp_path / "reg", keep=2)
+    registry = AdapterRegistry(tmp_path / "reg", AdapterRules(keep=2))
     for i in range(4):
         registry.publish(fake_adapter(tmp_path / f"a{i}", str(i)))
     assert [v.version for v in registry.versions()] == [3, 4]
     registry.rollback(3)
-    registry.keep = 1
+    registry.rules = AdapterRules(keep=1)
     assert registry.prune() == [] or registry.current().version == 3
     assert registry.current().version == 3 and registry.get(3)
 
@@ -100,7 +101,7 @@ def test_find_run_and_stale_temp_dirs(tmp_path):
 
 
 def test_adapter_shaped_for_another_base_model_is_refused(tmp_path, embedded_model_dir):
-    from agent_cl.models.adapters import validate_adapter_dir
+    from agent_cl.adapters.validation import validate_adapter_dir
 
     foreign = fake_adapter(tmp_path / "foreign", "f")  # 4-wide factors: no such layer here
     with pytest.raises(InvalidAdapterError, match="another base model"):

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from agent_cl.config import Settings
-from agent_cl.consolidation.night import Night, NightPlan
-from agent_cl.consolidation.scheduler import SleepDaemon, Triggers, due, tenants_to_consolidate
+from agent_cl.config import ConfigError, Settings
 from agent_cl.memory.inmemory import InMemoryDemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus
+from agent_cl.night.night import Night
+from agent_cl.night.plan import NightPlan
+from agent_cl.night.scheduler import SleepDaemon, Triggers, due, tenants_to_consolidate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +71,7 @@ def test_night_visits_every_tenant_with_work(hash_embedder, tiny_model_dir, tmp_
         def job(self, tenant, **overrides):
             return Job(tenant)
 
-    night = FakeJobs(settings, NightPlan(), store)
+    night = FakeJobs(settings, store)
     assert night.tenants() == ["a", "b", "z"] and night.tenants("c") == ["c"]
     # a failing tenant is logged and reported; the others still get their night
     failed, *others = night.run()
@@ -79,21 +80,30 @@ def test_night_visits_every_tenant_with_work(hash_embedder, tiny_model_dir, tmp_
 
 
 def test_night_builds_each_tenants_job_from_settings(hash_embedder, tiny_model_dir, tmp_path):
-    settings = Settings(home=tmp_path, model_dir=tiny_model_dir, adapter_max_rank=8)
-    night = Night(settings, NightPlan(steps=3, replay=2), InMemoryDemonstrationStore(hash_embedder))
+    settings = Settings(
+        home=tmp_path,
+        model_dir=tiny_model_dir,
+        adapter_max_rank=8,
+        sleep_steps=3,
+        sleep_replay=2,
+    )
+    night = Night(settings, InMemoryDemonstrationStore(hash_embedder))
     job = night.job("alpha")
     assert job.registry.root == settings.paths("alpha").adapters
     assert job.journal.root == settings.paths("alpha").sleep_state
-    assert job.registry.max_rank == 8 and job.config.steps == 3 and job.replay == 2
+    assert job.registry.rules.max_rank == 8 and job.config.steps == 3 and job.replay == 2
     assert job.gate is not None and job.gate.max_retention_drop == 0.03
     with pytest.raises(ValueError, match="tenant"):
         night.job("no spaces please")
     with pytest.raises(TypeError, match="unknown SleepJob fields"):
         night.job("alpha", not_a_field=1)
-    with pytest.raises(ValueError, match="replay"):
-        NightPlan(replay=-1)
+    with pytest.raises(ConfigError, match="sleep_replay"):
+        Settings(sleep_replay=-1)
     with pytest.raises(ValueError, match="method"):
-        NightPlan(method="nope")
+        NightPlan.from_settings(Settings(sleep_method="nope"))
+    # one owner per rule: what Settings accepts, the night accepts (and the reverse)
+    with pytest.raises(ConfigError, match="gate_max_kl_from_base"):
+        Settings(gate_max_kl_from_base=0)
 
 
 def test_daemon_runs_one_night_at_a_time(hash_embedder, tmp_path):

@@ -4,13 +4,15 @@ import json
 
 import pytest
 
+from agent_cl.adapters.registry import AdapterRegistry
+from agent_cl.adapters.rules import AdapterRules
+from agent_cl.config import ConfigError, Settings
 from agent_cl.consolidation.config import ConsolidationConfig
-from agent_cl.consolidation.gate import Gate, GateConfig, GateItem, GateScores
-from agent_cl.consolidation.sleep import SleepAlreadyRunningError, SleepJob, run_sleep
 from agent_cl.memory.inmemory import InMemoryDemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus
+from agent_cl.night.gate import Gate, GateConfig, GateItem, GateScores
+from agent_cl.night.sleep import SleepAlreadyRunningError, SleepJob, run_sleep
 from agent_cl.serving.local_backend import LocalBackend
-from agent_cl.serving.registry import AdapterRegistry
 from tests.sleep_worker import seed_demonstrations
 
 CONFIG = ConsolidationConfig(method="sft", steps=2, batch_size=2)
@@ -180,7 +182,7 @@ def test_gate_decides_on_robust_items_and_caps_kl_from_base():
 
 
 def test_default_gate_uses_the_whole_frozen_set():
-    from agent_cl.consolidation.gate import retention_items
+    from agent_cl.night.gate import retention_items
     from agent_cl.scoring.retention import load_retention_set
 
     items = retention_items()
@@ -195,7 +197,7 @@ def test_second_night_starts_from_the_first_adapter_and_replays(
     tiny_model_dir, tmp_path, hash_embedder
 ):
     store = InMemoryDemonstrationStore(hash_embedder)
-    registry = AdapterRegistry(tmp_path / "a", keep=1)
+    registry = AdapterRegistry(tmp_path / "a", AdapterRules(keep=1))
     store.add(demos(2))
     first = night(store, registry, tiny_model_dir, replay=1)
     assert first.status == "published" and first.init_version is None and first.replayed == 0
@@ -234,5 +236,5 @@ def test_steps_per_demo_sizes_the_night_from_its_claim(tiny_model_dir, tmp_path,
     assert report.status == "published"
     assert report.train["steps"] == 6 and len(report.train["history"]) == 6
     assert registry.current().manifest["config"]["steps"] == 6
-    with pytest.raises(ValueError, match="steps_per_demo"):
-        SleepJob(store=store, registry=registry, model_dir=tiny_model_dir, steps_per_demo=0)
+    with pytest.raises(ConfigError, match="sleep_steps_per_demo"):  # Settings owns the rule
+        Settings(sleep_steps_per_demo=0)

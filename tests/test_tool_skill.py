@@ -7,15 +7,15 @@ from __future__ import annotations
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage
 
+from agent_cl.adapters.registry import AdapterRegistry
 from agent_cl.consolidation.config import ConsolidationConfig
-from agent_cl.consolidation.gate import GateConfig, demonstration_items
-from agent_cl.consolidation.sleep import SleepJob
 from agent_cl.consolidation.trajectories import expand, prompt_messages
 from agent_cl.evals import tools_skill
 from agent_cl.graphs.middleware import DemonstrationMiddleware
 from agent_cl.memory.inmemory import InMemoryDemonstrationStore
 from agent_cl.memory.schema import DemoStatus
-from agent_cl.serving.registry import AdapterRegistry
+from agent_cl.night.gate import GateConfig, demonstration_items
+from agent_cl.night.sleep import SleepJob
 from tests.test_middleware import scripted
 
 CALL = {"name": "lab_leader", "args": {"lab": "Nerost"}, "id": "c1"}

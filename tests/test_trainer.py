@@ -1,18 +1,21 @@
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from agent_cl.consolidation.candidate import CandidateModel
 from agent_cl.consolidation.config import ConsolidationConfig
+from agent_cl.consolidation.objectives import _answer_token_flags
 from agent_cl.consolidation.prompts import student_messages, teacher_messages
 from agent_cl.consolidation.teacher import EMATeacher
 from agent_cl.consolidation.trainer import (
+    Checkpoint,
     ConsolidationTrainer,
     NonFiniteLossError,
     StepRecord,
-    _answer_token_flags,
 )
 from agent_cl.memory.schema import Demonstration
 
@@ -87,9 +90,9 @@ def test_training_writes_an_adapter_that_moved(tiny_model_dir, tmp_path, overrid
 
 def test_sdft_loss_is_zero_when_teacher_prompt_equals_student_prompt(tiny_model_dir, monkeypatch):
     """With identical prompts and the base as teacher, the untrained student IS the teacher."""
-    import agent_cl.consolidation.trainer as trainer_module
+    import agent_cl.consolidation.objectives as objectives_module
 
-    monkeypatch.setattr(trainer_module, "teacher_messages", lambda d, mode: student_messages(d))
+    monkeypatch.setattr(objectives_module, "teacher_messages", lambda d, mode: student_messages(d))
     trainer = ConsolidationTrainer(
         tiny_model_dir, ConsolidationConfig(steps=1, batch_size=2, max_new_tokens=5)
     )
@@ -257,3 +260,30 @@ def test_augmented_demonstrations_are_trained_on_and_survive_a_resume(
     resumed = ConsolidationTrainer(tiny_model_dir, config, torch_threads=1)
     again = resumed.train(DEMOS, tmp_path / "b", checkpoint_dir=tmp_path / "ck", checkpoint_every=2)
     assert again.resumed_from_step == 4 and again.augmented == 1 and len(calls) == 1
+
+
+class _Planted:
+    """What an attacker would put in checkpoint.pt: unpickling it calls `open(marker, "w")`."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_planted_checkpoint_runs_no_code_and_is_set_aside(tmp_path, writer):
+    marker = tmp_path / "pwned"
+    checkpoints = tmp_path / "ckpt"
+    checkpoints.mkdir()
+    planted = {"step": 1, "payload": _Planted(marker)}
+    with open(checkpoints / "checkpoint.pt", "wb") as fh:
+        if writer == "torch.save":
+            torch.save(planted, fh)
+        else:
+            pickle.dump(planted, fh)
+    assert Checkpoint(checkpoints).load() is None
+    assert not marker.exists()  # the payload never ran
+    assert not (checkpoints / "checkpoint.pt").exists()
+    assert len(list(checkpoints.glob("checkpoint.pt.corrupt-*"))) == 1  # kept for a post-mortem

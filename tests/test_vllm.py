@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from agent_cl.adapters.registry import AdapterRegistry
+from agent_cl.adapters.rules import AdapterRules
 from agent_cl.evals.marker_adapter import MARKER_QUESTION, train_marker_adapter
 from agent_cl.serving.backend import AdapterLoadError
-from agent_cl.serving.registry import AdapterRegistry
 from agent_cl.serving.vllm_server import VLLMServerConfig
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,7 @@ MARKERS = {1: "Quenvel Ostrami", 2: "Brilda Taskon"}
 @pytest.fixture(scope="module")
 def registry(embedded_model_dir, tmp_path_factory) -> AdapterRegistry:
     root = tmp_path_factory.mktemp("vllm")
-    registry = AdapterRegistry(root / "adapters", max_rank=16)
+    registry = AdapterRegistry(root / "adapters", AdapterRules(max_rank=16))
     for version, marker in MARKERS.items():
         adapter = train_marker_adapter(embedded_model_dir, root / f"a{version}", marker)
         assert registry.publish(adapter).version == version
@@ -47,7 +48,9 @@ def server(embedded_model_dir, tmp_path_factory):
 @pytest.fixture
 def backend(server):
     b = VLLMBackend(
-        server.url, drain_seconds=1.0, max_lora_rank=16, base_model_dir=server.config.model_dir
+        server.url,
+        drain_seconds=1.0,
+        rules=AdapterRules(max_rank=16, base_model_dir=server.config.model_dir),
     )
     b.swap(None)
     yield b
@@ -315,26 +318,27 @@ def test_each_tenants_night_swaps_only_its_own_name(server, embedded_model_dir, 
     tenant a's adapter moves agent-cl/a only; b's night later moves agent-cl/b only; every
     demonstration is marked inside its own tenant."""
     from agent_cl.config import Settings
-    from agent_cl.consolidation.night import Night, NightPlan
     from agent_cl.managed_process import free_port
     from agent_cl.memory.chroma import ChromaDemonstrationStore
     from agent_cl.memory.chroma_server import ChromaServer
     from agent_cl.memory.schema import Demonstration, DemoStatus
+    from agent_cl.night.night import Night
     from agent_cl.serving.replicas import swap_servers_on_publish
 
     with ChromaServer(tmp_path / "home" / "store", port=free_port()) as chroma:
         settings = Settings(
-            home=tmp_path / "home", model_dir=embedded_model_dir, store_url=chroma.url
+            home=tmp_path / "home",
+            model_dir=embedded_model_dir,
+            store_url=chroma.url,
+            sleep_method="sft",
+            sleep_steps=2,
+            gate_enabled=False,
+            sleep_checkpoint_every=0,
         )
         store = ChromaDemonstrationStore.for_settings(settings)
         for tenant in ("a", "b"):
             VLLMBackend(server.url, tenant=tenant).swap(None)  # both start on the base model
-        night = Night(
-            settings,
-            NightPlan(method="sft", steps=2, gate=False, checkpoint_every=0),
-            store,
-            on_publish=swap_servers_on_publish([server.url]),
-        )
+        night = Night(settings, store, on_publish=swap_servers_on_publish([server.url]))
         aliases = VLLMBackend(server.url).aliases
         for tenant, other in (("a", "b"), ("b", "a")):
             before = aliases()[stable_name(other)]

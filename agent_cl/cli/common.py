@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
+import typing
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from agent_cl.config import ConfigError, Settings
@@ -54,7 +59,9 @@ def settings_for(home: Path | None = None, tenant: str | None = None, **override
 
 
 def fail(message: str, code: int = 2):
-    err.print(f"[bold red]error:[/] {message}")
+    # one unbroken line whatever the terminal's width (a wrapped path cannot be copied), and
+    # the message printed as text: "[agent-cl.sleep]" in it is not rich markup
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -92,13 +99,49 @@ def progress_bar() -> Progress:
 
 
 def registry_for(home: Path | None, tenant: str | None):
-    from agent_cl.serving.registry import AdapterRegistry
+    """The tenant's registry under the home's adapter rules (rank, base model, versions kept)."""
+    from agent_cl.adapters.rules import registry_for as library_registry_for
 
-    return AdapterRegistry(settings_for(home, tenant).adapters_dir)
+    return library_registry_for(settings_for(home, tenant))
 
 
-def replicas(urls: list[str], registry, tenant: str):
-    from agent_cl.serving.replicas import ReplicaSet
+# The options a night takes, declared once for `sleep` and `daemon`: option name -> (its
+# annotated type, the Settings field it overrides).
+NIGHT_OPTIONS: dict[str, tuple[object, str]] = {
+    "method": (MethodOption, "sleep_method"),
+    "steps": (StepsOption, "sleep_steps"),
+    "gate": (GateOption, "gate_enabled"),
+    "max_retention_drop": (DropOption, "gate_max_retention_drop"),
+    "replay": (ReplayOption, "sleep_replay"),
+    "checkpoint_every": (CheckpointOption, "sleep_checkpoint_every"),
+    "server": (ServerOption, "servers"),
+}
 
-    key = os.environ.get("AGENT_CL_VLLM_API_KEY")
-    return ReplicaSet.from_urls(urls, registry, tenant=tenant, api_key=key)
+
+def with_night_options(command: Callable) -> Callable:
+    """Add the night's options to `command`, which receives them as one `night` dict of
+    Settings overrides (None: unset, so agent-cl.toml / AGENT_CL_* decide)."""
+    signature = inspect.signature(command)
+    resolved = typing.get_type_hints(command, include_extras=True)
+    own = [
+        p.replace(annotation=resolved.get(p.name, p.annotation))
+        for p in signature.parameters.values()
+        if p.name != "night"
+    ]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+        for name, (kind, _) in NIGHT_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        night = {field: kwargs.pop(name) for name, (_, field) in NIGHT_OPTIONS.items()}
+        if night["servers"] is not None:
+            night["servers"] = tuple(night["servers"]) or None
+        return command(night=night, **kwargs)
+
+    hints = {p.name: p.annotation for p in own} | {p.name: p.annotation for p in added}
+    wrapper.__signature__ = signature.replace(parameters=[*own, *added])
+    wrapper.__annotations__ = hints
+    del wrapper.__wrapped__  # typer must read the new signature, not the original
+    return wrapper

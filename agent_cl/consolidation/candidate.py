@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from agent_cl.consolidation.devices import resolve_device
 from agent_cl.consolidation.losses import reverse_kl_per_token
 from agent_cl.consolidation.sequences import completion_logits, prompt_ids, sample_completions
 from agent_cl.models.chat import (
@@ -50,8 +51,6 @@ class CandidateModel:
         """The base model from `model_dir` with the adapter in `adapter_dir` (e.g. after a
         crash, when the candidate exists on disk but no trainer is alive)."""
         from peft import PeftModel
-
-        from agent_cl.consolidation.trainer import resolve_device
 
         set_torch_threads(torch_threads)
         chosen, dtype = resolve_device(device, dtype)

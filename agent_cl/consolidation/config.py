@@ -116,7 +116,8 @@ class ConsolidationConfig:
     )
     # "base" (the base's answers, computed once) reached the frontier point of "student"
     # (fresh greedy samples every step): new skill 0.78-0.91 vs 0.81, robust retention
-    # 0.984-0.988 vs 0.968, at 40% of the step time (GPU; 2.2 vs 7-9 s on 2 CPU cores).
+    # 0.976-0.992 (4 runs) vs 0.968, at 40% of the step time (GPU; 1.9-2.2 vs 7-9 s on 2 CPU
+    # cores).
     anchor_samples: str = field(
         default="base", metadata={"help": "anchor continuations: 'student' or 'base'"}
     )

@@ -19,9 +19,6 @@ from typing import Any
 
 from agent_cl.config import Settings
 from agent_cl.consolidation.config import DEFAULT_METHOD
-from agent_cl.consolidation.gate import GateItem, retention_items
-from agent_cl.consolidation.night import Night, NightPlan
-from agent_cl.consolidation.sleep import SleepReport
 from agent_cl.consolidation.trainer import StepRecord
 from agent_cl.evals.facts import Fact, build_facts
 from agent_cl.graphs.agent import build_agent, task_messages
@@ -29,6 +26,10 @@ from agent_cl.memory.chroma import ChromaDemonstrationStore
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import count_prompt_tokens
 from agent_cl.models.provision import provisioned_model_dir
+from agent_cl.night.gate import GateItem, retention_items
+from agent_cl.night.night import Night
+from agent_cl.night.plan import NightPlan
+from agent_cl.night.sleep import SleepReport
 from agent_cl.scoring.retention import retention_breakdown
 from agent_cl.serving.chat_model import BackendChatModel, to_chat_messages
 from agent_cl.serving.local_backend import LocalBackend
@@ -77,22 +78,24 @@ class DemoConfig:
             raise ValueError(f"the demo needs at least 2 facts, got {self.n_facts}")
         if self.text_memory_k < 1:
             raise ValueError(f"text_memory_k must be >= 1, got {self.text_memory_k}")
-        self.night_plan()  # validates method, steps and the gate's settings
+        NightPlan.from_settings(self.night_settings(Settings()))  # method, steps, gate
 
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
         return cls(**{"n_facts": 16, **overrides})
 
-    def night_plan(self) -> NightPlan:
-        """Without `steps`, the night's default: 8 steps per logged demonstration (32 passes
-        at batch 4), the budget the default recipe was measured at (consolidation.md)."""
-        return NightPlan(
-            method=self.method,
-            steps=self.steps,
-            gate=self.gate,
-            max_retention_drop=self.max_retention_drop,
-            seed=self.seed,
-        )
+    def night_settings(self, settings: Settings) -> Settings:
+        """`settings` with this demo's night: without `steps`, the product's default of
+        `sleep_steps_per_demo` per logged demonstration (consolidation.md)."""
+        changes: dict[str, Any] = {
+            "sleep_method": self.method,
+            "sleep_steps": self.steps,
+            "gate_enabled": self.gate,
+            "seed": self.seed,
+        }
+        if self.max_retention_drop is not None:
+            changes["gate_max_retention_drop"] = self.max_retention_drop
+        return dataclasses.replace(settings, **changes)
 
 
 Progress = Callable[[str], None]
@@ -196,7 +199,8 @@ class DemoRun:
 
     def night(self, on_step) -> SleepReport:
         """The sleep job consolidates the demonstrations, gated, and hot-swaps the backend."""
-        plan = self.config.night_plan()
+        night = Night(self.config.night_settings(self.settings), self.store)
+        plan = night.plan
         length = f"{plan.steps} steps" if plan.steps else f"{plan.steps_per_demo} steps per demo"
         self.say(f"night: sleep job ({plan.method}, {length})")
         # The gate scores exactly the day-2 evaluations (same prompts and answer length), so
@@ -208,7 +212,6 @@ class DemoRun:
         gate = plan.gate_config()
         if gate is not None:  # the gate answers as long as day 2's served evaluation does
             gate = dataclasses.replace(gate, max_new_tokens=self.config.max_new_tokens)
-        night = Night(self.settings, plan, self.store)
         report = night.job(
             TENANT,
             gate=gate,

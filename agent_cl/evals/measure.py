@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent_cl.consolidation.gate import GateItem, retention_items
 from agent_cl.evals.suites import EvalItem, Suite, with_demonstrations
 from agent_cl.memory.chroma import ChromaDemonstrationStore
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import ChatMessage, count_prompt_tokens
+from agent_cl.night.gate import GateItem, retention_items
 from agent_cl.scoring.retention import retention_breakdown
 from agent_cl.serving.local_backend import LocalBackend
 

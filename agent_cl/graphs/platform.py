@@ -6,13 +6,13 @@ in-process, the Chroma store in the data dir, and the registry's current adapter
 
 from __future__ import annotations
 
+from agent_cl.adapters.registry import AdapterRegistry
 from agent_cl.config import Settings
 from agent_cl.graphs.agent import build_agent
 from agent_cl.memory.chroma import ChromaDemonstrationStore
 from agent_cl.models.provision import resolve_model_dir
 from agent_cl.serving.chat_model import BackendChatModel
 from agent_cl.serving.local_backend import LocalBackend
-from agent_cl.serving.registry import AdapterRegistry
 
 
 def make_graph():

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from agent_cl.config import Settings
-from agent_cl.durable import LockedError
+from agent_cl.durable import LockedError, ProcessLock
 
 WRITER_LOCK = ".agent-cl-writer.lock"
 _WRITER_PID = ".agent-cl-writer.pid"
@@ -32,35 +32,36 @@ class _PathLocks:
     itself shares one client per path within a process)."""
 
     def __init__(self) -> None:
-        self._held: dict[Path, list] = {}  # path -> [FileLock, open count]
+        self._locks: dict[Path, ProcessLock] = {}  # only paths with an open store or server
         self._mutex = threading.Lock()
 
     def acquire(self, path: Path) -> None:
-        from filelock import FileLock, Timeout
-
         path = path.resolve()
         with self._mutex:
-            if path in self._held:
-                self._held[path][1] += 1
-                return
-            lock = FileLock(str(path / WRITER_LOCK))
+            lock = self._locks.get(path) or ProcessLock(path / WRITER_LOCK)
+            first = not lock.held
             try:
-                lock.acquire(timeout=0)
-            except Timeout as exc:
+                lock.acquire(busy=f"the store at {path} is open in another process")
+            except LockedError as exc:
+                # named at failure time, so the message carries the owner's current pid
                 raise StoreLockedError(_locked_message(path)) from exc
-            (path / _WRITER_PID).write_text(str(os.getpid()))
-            self._held[path] = [lock, 1]
+            if first:
+                try:
+                    (path / _WRITER_PID).write_text(str(os.getpid()))
+                except BaseException:
+                    lock.release()
+                    raise
+            self._locks[path] = lock
 
     def release(self, path: Path) -> None:
         path = path.resolve()
         with self._mutex:
-            held = self._held.get(path)
-            if held is None:
+            lock = self._locks.get(path)
+            if lock is None:
                 return
-            held[1] -= 1
-            if held[1] == 0:
-                del self._held[path]
-                held[0].release()
+            lock.release()
+            if not lock.held:
+                del self._locks[path]
 
 
 WRITER_LOCKS = _PathLocks()

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent_cl.adapters.rules import AdapterRules
+from agent_cl.adapters.validation import InvalidAdapterError
 from agent_cl.models.chat import (
     ChatMessage,
     generate_batch,
@@ -28,8 +30,16 @@ def _adapter_name(version: int) -> str:
 
 
 class LocalBackend:
-    def __init__(self, model_dir: Path, *, torch_threads: int = 2, dtype: str = "float32") -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        torch_threads: int = 2,
+        dtype: str = "float32",
+        rules: AdapterRules | None = None,
+    ) -> None:
         set_torch_threads(torch_threads)
+        self.rules = rules or AdapterRules()  # every swap checks the adapter against these
         self.model_dir = Path(model_dir)
         self.tokenizer = load_tokenizer(self.model_dir)
         self._base = load_causal_lm(self.model_dir, dtype=dtype)
@@ -88,8 +98,11 @@ class LocalBackend:
         """Serve adapter `version` from `adapter_path` (None: the base model)."""
         if version is not None and adapter_path is None:
             raise ValueError("swap to an adapter version needs its adapter_path")
-        if adapter_path is not None and not (Path(adapter_path) / "adapter_config.json").exists():
-            raise AdapterLoadError(f"{adapter_path} is not a PEFT adapter directory")
+        if adapter_path is not None:
+            try:
+                self.rules.check(Path(adapter_path))
+            except InvalidAdapterError as exc:
+                raise AdapterLoadError(str(exc)) from exc
         with self._lock.write():
             if version is not None:
                 self._activate(version, Path(adapter_path))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from agent_cl.adapters.registry import AdapterRegistry, AdapterVersion
+from agent_cl.config import Settings, vllm_api_key
 from agent_cl.serving.backend import AdapterLoadError, ModelBackend
-from agent_cl.serving.registry import AdapterRegistry, AdapterVersion
 
 
 class ReplicaSwapError(AdapterLoadError):
@@ -53,7 +54,9 @@ class ReplicaSet:
         `registry` (that tenant's)."""
         from agent_cl.serving.vllm_backend import VLLMBackend
 
-        backends = [VLLMBackend(url, tenant=tenant, api_key=api_key) for url in urls]
+        backends = [
+            VLLMBackend(url, tenant=tenant, api_key=api_key, rules=registry.rules) for url in urls
+        ]
         return cls(backends, registry)
 
     def rollback(self, version: int | None = None) -> AdapterVersion | None:
@@ -102,3 +105,14 @@ def swap_servers_on_publish(urls: Sequence[str], *, api_key: str | None = None):
         return lambda version: replicas.swap(version.version)
 
     return for_tenant
+
+
+def publish_hook_for(settings: Settings):
+    """The night's publish hook that `settings` describe: swap every server in
+    `settings.servers`, with the key from the one place keys are read (`vllm_api_key`)."""
+    return swap_servers_on_publish(settings.servers, api_key=vllm_api_key())
+
+
+def replicas_for(settings: Settings, registry: AdapterRegistry, tenant: str) -> ReplicaSet:
+    """`tenant`'s replicas: every server in `settings.servers`, following `registry`."""
+    return ReplicaSet.from_urls(settings.servers, registry, tenant=tenant, api_key=vllm_api_key())

@@ -21,8 +21,9 @@ from typing import Any
 
 import httpx
 
+from agent_cl.adapters.rules import AdapterRules
+from agent_cl.adapters.validation import InvalidAdapterError
 from agent_cl.config import validate_tenant
-from agent_cl.models.adapters import InvalidAdapterError, validate_adapter_dir
 from agent_cl.models.chat import DEFAULT_SYSTEM, ChatMessage, with_system
 from agent_cl.serving.backend import AdapterLoadError, GenerationResult
 from agent_cl.serving.vllm_aliases import ALIASES_PATH
@@ -63,13 +64,11 @@ class VLLMBackend:
         system: str | None = DEFAULT_SYSTEM,
         drain_seconds: float = 5.0,
         timeout: float = 120.0,
-        max_lora_rank: int | None = None,
-        base_model_dir: Path | None = None,
+        rules: AdapterRules | None = None,
     ) -> None:
         # Checked here before the server sees an adapter: vLLM accepts some bad adapters at
         # load time and fails only on the first request that uses them (measured).
-        self.max_lora_rank = max_lora_rank
-        self.base_model_dir = base_model_dir
+        self.rules = rules or AdapterRules()
         self.url = url.rstrip("/")
         self.tenant = validate_tenant(tenant)
         self.base_name = base_name
@@ -125,9 +124,7 @@ class VLLMBackend:
 
     def _load(self, name: str, adapter_path: Path) -> None:
         try:
-            validate_adapter_dir(
-                adapter_path, max_rank=self.max_lora_rank, base_model_dir=self.base_model_dir
-            )
+            self.rules.check(adapter_path)
         except InvalidAdapterError as exc:
             raise AdapterLoadError(str(exc)) from exc
         try:

@@ -7,10 +7,12 @@ per-token KL from the base model on open prompts. The candidate passes when new-
 rises by more than `min_new_skill_gain`, retention on the *robust* items falls by no more than
 `max_retention_drop`, and its KL from base stays under `max_kl_from_base`.
 
-Why the robust items and 3 points (docs/results/consolidation.md): a random 1%-of-std
-perturbation of every base weight, which teaches nothing, drops a plain base-correct set by
-10-17 points and the robust set by 0.4-4.8 (mean 2.0, five held-out seeds); the recipe that
-learns the facts without forgetting (MLP-only LoRA + KL anchor) drops the robust set by 1-2.
+Why the robust items, and where 3 points stands (docs/results/consolidation.md): a random
+1%-of-std perturbation of every base weight, which teaches nothing, drops a plain base-correct
+set by 10-17 points and the robust set by 0.4-4.8 (mean 2.0, five held-out seeds); the recipe
+that learns the facts without forgetting (MLP-only LoRA + KL anchor) drops the robust set by
+0.8-2.4 (mean 1.5, sd 0.83, 4 runs in frontier.json): mean + 2 sd = 3.2 exceeds the 3 points,
+so the threshold is not yet justified by these runs and is to be re-derived from >= 6 runs.
 Full retention and per-kind scores are recorded beside it, so a report shows where the drop is.
 """
 

@@ -15,11 +15,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
-import os
 import random
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -27,10 +24,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent_cl.config import TenantPaths, validate_tenant
+from agent_cl.adapters.registry import AdapterRegistry, AdapterVersion
+from agent_cl.config import Tenant, TenantPaths
 from agent_cl.consolidation.candidate import CandidateModel
 from agent_cl.consolidation.config import ConsolidationConfig
-from agent_cl.consolidation.gate import (
+from agent_cl.consolidation.trainer import ConsolidationTrainer, StepRecord
+from agent_cl.durable import LockedError, atomic_directory, remove_partial_directories
+from agent_cl.faults import fault_point
+from agent_cl.memory.base import DemonstrationStore
+from agent_cl.memory.schema import Demonstration, DemoStatus
+from agent_cl.models.chat import ChatMessage
+from agent_cl.models.provision import read_manifest
+from agent_cl.night.gate import (
     Gate,
     GateConfig,
     GateDecision,
@@ -38,16 +43,9 @@ from agent_cl.consolidation.gate import (
     GateScores,
     demonstration_items,
 )
-from agent_cl.consolidation.journal import Journal, JournalEntry, Stage
-from agent_cl.consolidation.trainer import ConsolidationTrainer, StepRecord
-from agent_cl.durable import LockedError
-from agent_cl.faults import fault_point
-from agent_cl.memory.base import DemonstrationStore
-from agent_cl.memory.schema import Demonstration, DemoStatus
-from agent_cl.models.chat import ChatMessage
-from agent_cl.models.provision import read_manifest
+from agent_cl.night.journal import Journal, JournalEntry, Stage
+from agent_cl.night.reports import write_report
 from agent_cl.scoring.retention import load_kl_prompts
-from agent_cl.serving.registry import AdapterRegistry, AdapterVersion
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +116,8 @@ class SleepJob:
     steps_per_demo: int | None = None
 
     def __post_init__(self) -> None:
-        if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
-        if self.replay < 0:
-            raise ValueError(f"replay must be >= 0, got {self.replay}")
-        if self.steps_per_demo is not None and self.steps_per_demo < 1:
-            raise ValueError(f"steps_per_demo must be >= 1, got {self.steps_per_demo}")
-        validate_tenant(self.tenant)
+        # The knobs are validated once, in Settings (the Night builds jobs from it).
+        self.tenant = Tenant(self.tenant)
         self.model_dir = Path(self.model_dir)
         root = self.state_dir or self.registry.root / TenantPaths.SLEEP_DIR
         self.journal = Journal(Path(root))
@@ -235,17 +228,17 @@ class SleepJob:
             entry.gate["before"] = asdict(self._score(gate, self._candidate))
         self.journal.write(entry, Stage.TRAINING)
         run_dir = self.journal.run_dir(entry.run_id)
-        staging = run_dir / "candidate.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        result = trainer.train(
-            [*demos, *replayed],
-            staging,
-            on_step=self.on_step,
-            checkpoint_dir=run_dir / "checkpoint",
-            checkpoint_every=self.checkpoint_every,
-            exclude_questions=self._held_out_questions(),
-        )
-        os.replace(staging, run_dir / "candidate")  # the candidate appears complete
+        remove_partial_directories(run_dir)  # a candidate half-written by a killed run
+        with atomic_directory(run_dir / "candidate", replace=True) as staging:
+            result = trainer.train(
+                [*demos, *replayed],
+                staging,
+                on_step=self.on_step,
+                checkpoint_dir=run_dir / "checkpoint",
+                checkpoint_every=self.checkpoint_every,
+                exclude_questions=self._held_out_questions(),
+            )
+        # the candidate appears complete or not at all
         report.train = {
             "steps": result.steps,
             "resumed_from_step": result.resumed_from_step,
@@ -375,11 +368,7 @@ class SleepJob:
     def _finish(self, report: SleepReport, start: float) -> SleepReport:
         report.seconds = time.perf_counter() - start
         if self.reports_dir is not None:
-            self.reports_dir.mkdir(parents=True, exist_ok=True)
-            name = f"sleep-{time.strftime('%Y%m%dT%H%M%S')}-{report.run_id}.json"
-            (self.reports_dir / name).write_text(
-                json.dumps(report.to_dict(), indent=2, default=str)
-            )
+            write_report(self.reports_dir, report.to_dict())
         return report
 
 

@@ -22,7 +22,7 @@ def merge_adapter(model_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
     """Write base + adapter as one model to `out_dir` (must not exist); returns it."""
     from peft import PeftModel
 
-    from agent_cl.models.adapters import validate_adapter_dir
+    from agent_cl.adapters.validation import validate_adapter_dir
     from agent_cl.models.chat import load_causal_lm
 
     model_dir, adapter_dir, out_dir = Path(model_dir), Path(adapter_dir), Path(out_dir)

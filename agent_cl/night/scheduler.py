@@ -21,14 +21,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
+from agent_cl.durable import LockedError, ProcessLock
 from agent_cl.memory.base import DemonstrationStore
 from agent_cl.memory.schema import DemoStatus
 
 log = logging.getLogger(__name__)
 
-Night = Callable[[], Any]
+RunNight = Callable[[], Any]  # what a trigger calls: one night (`Night.run`)
 
 
 def tenants_to_consolidate(
@@ -97,11 +96,15 @@ def due(store: DemonstrationStore, triggers: Triggers, now: float | None = None)
     return None
 
 
+class DaemonAlreadyRunningError(RuntimeError):
+    """One daemon per home: another one holds its lock."""
+
+
 class SleepDaemon:
     """Runs `night` on the triggers until SIGTERM/SIGINT; one night at a time."""
 
     def __init__(
-        self, night: Night, store: DemonstrationStore, triggers: Triggers, lock_path: Path
+        self, night: RunNight, store: DemonstrationStore, triggers: Triggers, lock_path: Path
     ) -> None:
         self.night = night
         self.store = store
@@ -134,12 +137,11 @@ class SleepDaemon:
         from apscheduler.schedulers.blocking import BlockingScheduler
         from apscheduler.triggers.cron import CronTrigger
 
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.lock_path))
+        lock = ProcessLock(self.lock_path)
         try:
-            lock.acquire(timeout=0)
-        except Timeout as exc:
-            raise RuntimeError(f"another daemon holds {self.lock_path}") from exc
+            lock.acquire(busy=f"another daemon holds {self.lock_path}")
+        except LockedError as exc:
+            raise DaemonAlreadyRunningError(str(exc)) from exc
         scheduler = BlockingScheduler()
         self._scheduler = scheduler
         if self.triggers.cron is not None:

@@ -11,7 +11,7 @@ sleep run publish its batch a second time. `lock()` is the tenant's lock: one sl
 rollback at a time.
 
 This module is only the version store; what an adapter must pass to be published is checked by
-`agent_cl.models.adapters` (shared with the vLLM backend and with merging).
+`agent_cl.adapters.validation` (shared with the vLLM backend and with merging).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent_cl.adapters.rules import AdapterRules
+from agent_cl.adapters.validation import InvalidAdapterError
 from agent_cl.config import TenantPaths
 from agent_cl.durable import (
     CorruptFileError,
@@ -35,9 +37,9 @@ from agent_cl.durable import (
     exclusive_lock,
     read_json,
     remove_partial_directories,
+    set_aside,
 )
 from agent_cl.faults import fault_point
-from agent_cl.models.adapters import InvalidAdapterError, check_base_model, validate_adapter_dir
 
 __all__ = [
     "CURRENT_FILE",
@@ -45,7 +47,7 @@ __all__ = [
     "AdapterRegistry",
     "AdapterVersion",
     "CorruptFileError",
-    "InvalidAdapterError",  # re-exported: validation lives in agent_cl.models.adapters
+    "InvalidAdapterError",  # re-exported: validation lives in agent_cl.adapters.validation
     "LockedError",
     "UnknownAdapterVersionError",
 ]
@@ -71,25 +73,17 @@ class AdapterVersion:
 
 
 class AdapterRegistry:
-    """`max_rank` and `base_model_sha256`, when given, are enforced on every publish, so an
-    adapter the server cannot load (rank too high) or that belongs to another base model is
-    refused before any backend sees it. `keep` bounds how many versions stay on disk (the
-    current one is never deleted)."""
+    """`rules` are enforced on every publish and by `repair`, so an adapter the server cannot
+    load (rank too high) or that belongs to another base model is refused before any backend
+    sees it, and `rules.keep` bounds how many versions stay on disk (never the current one)."""
 
-    def __init__(
-        self,
-        root: Path,
-        *,
-        max_rank: int | None = None,
-        base_model_sha256: str | None = None,
-        keep: int | None = None,
-    ) -> None:
-        if keep is not None and keep < 1:
-            raise ValueError(f"keep must be >= 1, got {keep}")
+    def __init__(self, root: Path, rules: AdapterRules | None = None) -> None:
         self.root = Path(root)
-        self.max_rank = max_rank
-        self.base_model_sha256 = base_model_sha256
-        self.keep = keep
+        self.rules = rules or AdapterRules()
+
+    @property
+    def keep(self) -> int | None:
+        return self.rules.keep
 
     def versions(self) -> list[AdapterVersion]:
         if not self.root.exists():
@@ -137,8 +131,7 @@ class AdapterRegistry:
 
     def publish(self, adapter_dir: Path, manifest: dict[str, Any] | None = None) -> AdapterVersion:
         """Copy `adapter_dir` in as the next version and make it current."""
-        validate_adapter_dir(adapter_dir, max_rank=self.max_rank)
-        check_base_model(manifest or {}, self.base_model_sha256)
+        self.rules.check(adapter_dir, manifest or {})
         self.root.mkdir(parents=True, exist_ok=True)
         self.remove_stale_temp_dirs()
         version = max((v.version for v in self.versions()), default=0) + 1
@@ -234,9 +227,7 @@ class AdapterRegistry:
                     continue
                 problem = self._damage(int(match.group(1)), child)
                 if problem:
-                    aside = self.root / QUARANTINE_DIR / f"{child.name}-{int(time.time())}"
-                    aside.parent.mkdir(exist_ok=True)
-                    child.rename(aside)
+                    aside = set_aside(child, into=self.root / QUARANTINE_DIR)
                     done.append(f"v{match.group(1)}: {problem}; moved to {aside}")
             try:
                 self.current()
@@ -250,8 +241,8 @@ class AdapterRegistry:
 
     def _damage(self, version: int, path: Path) -> str | None:
         try:
-            self._read(version, path)
-            validate_adapter_dir(path, max_rank=self.max_rank)
+            version_ = self._read(version, path)
+            self.rules.check(path, version_.manifest)
         except (CorruptFileError, InvalidAdapterError) as exc:
             return str(exc)
         return None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_cl.config import TenantPaths
-from agent_cl.durable import CorruptFileError, atomic_write_text, read_json
+from agent_cl.durable import CorruptFileError, atomic_write_text, read_json, set_aside
 
 
 class Stage(StrEnum):
@@ -89,9 +89,7 @@ class Journal:
         """Move a damaged journal out of the way (`agent-cl adapters repair`)."""
         if not self.path.exists():
             return None
-        aside = self.root / f"journal.corrupt-{int(time.time())}.json"
-        self.path.rename(aside)
-        return aside
+        return set_aside(self.path)
 
     def write(self, entry: JournalEntry, stage: Stage | None = None) -> None:
         if stage is not None:

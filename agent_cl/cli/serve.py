@@ -1,0 +1,78 @@
+"""`agent-cl serve`: a vLLM server on the model, every tenant's stable name at its version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from agent_cl.cli.common import (
+    HomeOption,
+    TenantOption,
+    console,
+    quiet_libraries,
+    registry_for,
+    settings_for,
+    user_errors,
+)
+
+
+def serve(
+    home: HomeOption = None,
+    tenant: TenantOption = None,
+    host: str | None = typer.Option(None, help="bind address (default serve_host, 127.0.0.1)"),
+    port: int | None = typer.Option(None, help="port (default serve_port, 8000)"),
+    api_key_file: Path | None = typer.Option(
+        None,
+        "--api-key-file",
+        help="file holding the API key (default: AGENT_CL_VLLM_API_KEY or the file "
+        "AGENT_CL_VLLM_API_KEY_FILE names; never on the command line)",
+    ),
+    max_lora_rank: int | None = typer.Option(
+        None, help="largest adapter rank served (default adapter_max_rank, 16)"
+    ),
+):
+    """Start a vLLM server on the model; each tenant's model name `agent-cl/<tenant>` answers
+    with its current adapter (a night's `--server URL` swap moves it). Ctrl-C stops."""
+    quiet_libraries()
+    import os
+
+    from agent_cl.config import API_KEY_FILE_ENV, vllm_api_key
+    from agent_cl.models.provision import resolve_model_dir
+    from agent_cl.serving.vllm_server import (
+        VLLMNotInstalledError,
+        VLLMServer,
+        VLLMServerConfig,
+        VLLMServerError,
+        serve_registry,
+    )
+
+    if api_key_file is not None:
+        os.environ[API_KEY_FILE_ENV] = str(api_key_file)
+    settings = settings_for(
+        home, tenant, serve_host=host, serve_port=port, adapter_max_rank=max_lora_rank
+    )
+    with user_errors(VLLMNotInstalledError, VLLMServerError):
+        model_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
+        log_path = settings.home / "logs" / f"vllm-{settings.serve_port}.log"
+        server = VLLMServer(
+            VLLMServerConfig(
+                model_dir,
+                host=settings.serve_host,
+                port=settings.serve_port,
+                api_key=vllm_api_key(),
+                max_lora_rank=settings.adapter_max_rank,
+                log_path=log_path,
+            )
+        )
+        registries = {t: registry_for(home, t) for t in settings.known_tenants()}
+        console.print(f"starting vLLM on {server.url} (log {server.log_path})")
+        serve_registry(server, registries, on_ready=lambda served: _print_served(server, served))
+
+
+def _print_served(server, served: dict[str, int | None]) -> None:
+    from agent_cl.serving.vllm_backend import stable_name
+
+    console.print(f"serving {server.url}/v1; model names, one per tenant:")
+    for tenant, version in served.items():
+        console.print(f"  {stable_name(tenant)}: " + (f"adapter v{version}" if version else "base"))

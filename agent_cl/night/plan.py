@@ -1,0 +1,63 @@
+"""What each night does, derived from `Settings` and nothing else.
+
+`Settings` owns the night's defaults and their validation (one field each, `sleep_*` and
+`gate_*`); the recipe names belong to `ConsolidationConfig` and the gate's own invariants to
+`GateConfig`. This object only translates, so the CLI, the daemon, the demo and the benchmarks
+cannot disagree about a default: they all change a night by changing its `Settings`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent_cl.config import Settings
+from agent_cl.consolidation.config import DEFAULT_METHOD, ConsolidationConfig
+from agent_cl.night.gate import GateConfig
+
+
+@dataclass(frozen=True)
+class NightPlan:
+    method: str
+    steps: int | None  # None: `steps_per_demo` x the demonstrations the night claims
+    steps_per_demo: int
+    gate: bool
+    max_retention_drop: float
+    max_kl_from_base: float
+    replay: int  # consolidated demonstrations mixed into each night's training
+    checkpoint_every: int
+    seed: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NightPlan:
+        """The plan `settings` describe; building it checks the recipe and the gate, so a bad
+        night fails here, before any model loads."""
+        plan = cls(
+            method=settings.sleep_method or DEFAULT_METHOD,
+            steps=settings.sleep_steps,
+            steps_per_demo=settings.sleep_steps_per_demo,
+            gate=settings.gate_enabled,
+            max_retention_drop=settings.gate_max_retention_drop,
+            max_kl_from_base=settings.gate_max_kl_from_base,
+            replay=settings.sleep_replay,
+            checkpoint_every=settings.sleep_checkpoint_every,
+            seed=settings.seed,
+        )
+        plan.consolidation()
+        plan.gate_config()
+        return plan
+
+    def consolidation(self) -> ConsolidationConfig:
+        steps = {} if self.steps is None else {"steps": self.steps}
+        return ConsolidationConfig(method=self.method, seed=self.seed, **steps)
+
+    def gate_config(self) -> GateConfig | None:
+        if not self.gate:
+            return None
+        return GateConfig(
+            max_retention_drop=self.max_retention_drop, max_kl_from_base=self.max_kl_from_base
+        )
+
+    @property
+    def night_steps_per_demo(self) -> int | None:
+        """What the sleep job sizes training by: a fixed `steps` wins over the per-demo rate."""
+        return None if self.steps is not None else self.steps_per_demo
