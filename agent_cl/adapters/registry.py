@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent_cl.adapters.rules import AdapterRules
+from agent_cl.adapters.rules import AdapterRules, rules_for
 from agent_cl.adapters.validation import InvalidAdapterError
-from agent_cl.config import TenantPaths
+from agent_cl.config import Settings, TenantPaths
 from agent_cl.durable import (
     CorruptFileError,
     LockedError,
@@ -50,6 +50,7 @@ __all__ = [
     "InvalidAdapterError",  # re-exported: validation lives in agent_cl.adapters.validation
     "LockedError",
     "UnknownAdapterVersionError",
+    "registry_for",
 ]
 
 _VERSION_DIR = re.compile(r"^v(\d{4,})$")
@@ -246,3 +247,9 @@ class AdapterRegistry:
         except (CorruptFileError, InvalidAdapterError) as exc:
             return str(exc)
         return None
+
+
+def registry_for(settings: Settings, tenant: str | None = None) -> AdapterRegistry:
+    """`tenant`'s registry (default: the settings' tenant) under the home's rules: what every
+    part of the product opens, so no registry is ever built without them."""
+    return AdapterRegistry(settings.paths(tenant).adapters, rules_for(settings))

@@ -81,10 +81,3 @@ def rules_for(settings: Settings) -> AdapterRules:
         base_model_sha256=sha,
         keep=settings.adapter_keep,
     )
-
-
-def registry_for(settings: Settings, tenant: str | None = None):
-    """`tenant`'s registry (default: the settings' tenant) under the home's rules."""
-    from agent_cl.adapters.registry import AdapterRegistry
-
-    return AdapterRegistry(settings.paths(tenant).adapters, rules_for(settings))

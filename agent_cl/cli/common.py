@@ -100,7 +100,7 @@ def progress_bar() -> Progress:
 
 def registry_for(home: Path | None, tenant: str | None):
     """The tenant's registry under the home's adapter rules (rank, base model, versions kept)."""
-    from agent_cl.adapters.rules import registry_for as library_registry_for
+    from agent_cl.adapters.registry import registry_for as library_registry_for
 
     return library_registry_for(settings_for(home, tenant))
 

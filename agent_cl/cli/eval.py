@@ -57,22 +57,17 @@ def evaluate(
     from agent_cl.evals.plan import EvalPlan
     from agent_cl.evals.runner import RESULTS, EvalRunner, PlanMismatchError
 
-    options = {
-        "suites": _names(suite),
-        "methods": _names(methods),
-        "experiments": _names(experiments),
-        "seeds": seeds,
-        "n_demos": demos,
-        "text_k": text_k,
-        "min_score": min_score,
-        "retention_limit": retention_limit,
-    }
-    if sizes is not None:
-        with user_errors():
-            options["scaling_sizes"] = tuple(int(s) for s in _names(sizes) or ())
-    options = {k: v for k, v in options.items() if v is not None}
-    if retention_limit == 0:
-        options["retention_limit"] = None
+    options = _plan_options(
+        suites=_names(suite),
+        methods=_names(methods),
+        experiments=_names(experiments),
+        seeds=seeds,
+        n_demos=demos,
+        text_k=text_k,
+        min_score=min_score,
+        retention_limit=retention_limit,
+        sizes=sizes,
+    )
     with user_errors(PlanMismatchError):
         plan = EvalPlan.quick(**options) if quick else EvalPlan(**options)
     settings = settings_for(home)
@@ -86,6 +81,17 @@ def evaluate(
         runner = EvalRunner(settings, plan, out, progress=_RichProgress(bar), command=command)
         runner.run()
     _write_report(out)
+
+
+def _plan_options(*, sizes: str | None, retention_limit: int | None, **given) -> dict:
+    """EvalPlan's keyword arguments from the options given (None: the plan's default)."""
+    options = {k: v for k, v in given.items() if v is not None}
+    if sizes is not None:
+        with user_errors():
+            options["scaling_sizes"] = tuple(int(s) for s in _names(sizes) or ())
+    if retention_limit is not None:
+        options["retention_limit"] = retention_limit or None  # 0: the whole frozen set
+    return options
 
 
 def _write_report(out: Path) -> None:

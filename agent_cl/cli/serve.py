@@ -11,7 +11,6 @@ from agent_cl.cli.common import (
     TenantOption,
     console,
     quiet_libraries,
-    registry_for,
     settings_for,
     user_errors,
 )
@@ -37,6 +36,7 @@ def serve(
     quiet_libraries()
     import os
 
+    from agent_cl.adapters.registry import registry_for
     from agent_cl.config import API_KEY_FILE_ENV, vllm_api_key
     from agent_cl.models.provision import resolve_model_dir
     from agent_cl.serving.vllm_server import (
@@ -65,7 +65,7 @@ def serve(
                 log_path=log_path,
             )
         )
-        registries = {t: registry_for(home, t) for t in settings.known_tenants()}
+        registries = {t: registry_for(settings, t) for t in settings.known_tenants()}
         console.print(f"starting vLLM on {server.url} (log {server.log_path})")
         serve_registry(server, registries, on_ready=lambda served: _print_served(server, served))
 

@@ -50,6 +50,19 @@ MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 DEFAULT_METHOD = "sft_kl"
 
 
+# Fields that take one of a few names, and the names (checked in `_validate`).
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "device": ("auto", "cuda", "cpu"),
+    "dtype": ("auto", "float32", "bfloat16", "float16"),
+    "teacher": ("base", "ema"),
+    "teacher_prompt": ("context", "turns", "context+turns"),
+    "kl_reduction": ("sum", "mean"),
+    "sft_target": ("answer", "expected", "teacher"),
+    "anchor_samples": ("student", "base"),
+    "anchor_pool": tuple(ANCHOR_POOLS),
+}
+
+
 @dataclass
 class ConsolidationConfig:
     """How a sleep turns demonstrations into a LoRA adapter.
@@ -163,26 +176,11 @@ class ConsolidationConfig:
         self._validate()
 
     def _validate(self) -> None:
-        if self.device not in ("auto", "cuda", "cpu"):
-            raise ValueError(f"device must be auto, cuda or cpu, got {self.device!r}")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError(
-                f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}"
-            )
-        if self.teacher not in ("base", "ema"):
-            raise ValueError(f"teacher must be 'base' or 'ema', got {self.teacher!r}")
-        if self.teacher_prompt not in ("context", "turns", "context+turns"):
-            raise ValueError(f"unknown teacher_prompt {self.teacher_prompt!r}")
-        if self.kl_reduction not in ("sum", "mean"):
-            raise ValueError(f"kl_reduction must be 'sum' or 'mean', got {self.kl_reduction!r}")
-        if self.sft_target not in ("answer", "expected", "teacher"):
-            raise ValueError(
-                f"sft_target must be 'answer', 'expected' or 'teacher', got {self.sft_target!r}"
-            )
-        if self.anchor_samples not in ("student", "base"):
-            raise ValueError(
-                f"anchor_samples must be 'student' or 'base', got {self.anchor_samples!r}"
-            )
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}"
+                )
         for name in (
             "steps",
             "batch_size",
@@ -211,10 +209,6 @@ class ConsolidationConfig:
         if self.temperature <= 0:
             raise ValueError(
                 f"temperature must be > 0 (on-policy sampling), got {self.temperature}"
-            )
-        if self.anchor_pool not in ANCHOR_POOLS:
-            raise ValueError(
-                f"anchor_pool must be one of {', '.join(ANCHOR_POOLS)}; got {self.anchor_pool!r}"
             )
         if self.augment_per_demo < 0:
             raise ValueError(f"augment_per_demo must be >= 0, got {self.augment_per_demo}")

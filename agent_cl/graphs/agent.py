@@ -13,6 +13,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langgraph.graph import END, START, StateGraph
 
+from agent_cl.config import Tenant
 from agent_cl.memory.base import DemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus
 from agent_cl.models.chat import DEFAULT_SYSTEM, task_message
@@ -43,6 +44,54 @@ def task_messages(
     return messages
 
 
+class _Nodes:
+    """The agent's four steps over one store, chat model and verifier."""
+
+    def __init__(self, chat_model, store, verifier, k: int, tenant: str, min_score: float):
+        self.chat_model, self.store, self.verifier = chat_model, store, verifier
+        self.k, self.tenant, self.min_score = k, tenant, min_score
+
+    def retrieve(self, state: AgentState) -> dict:
+        question = state.get("question", "")
+        if not question or not question.strip():
+            raise ValueError("the agent needs a non-empty 'question'")
+        store = self.store
+        if store is None or self.k == 0 or not store.supports_vector_search:
+            return {"retrieved": []}
+        hits = store.search(question, k=self.k, tenant=self.tenant)
+        return {"retrieved": [h.demonstration for h in hits if h.score >= self.min_score]}
+
+    def respond(self, state: AgentState) -> dict:
+        messages = task_messages(state["question"], state.get("context"), state.get("retrieved"))
+        reply = self.chat_model.invoke(messages)
+        return {
+            "messages": [*messages, reply],
+            "answer": reply.text if hasattr(reply, "text") else str(reply.content),
+            "adapter_version": reply.response_metadata.get("adapter_version"),
+        }
+
+    def verify(self, state: AgentState) -> dict:
+        # An empty answer teaches nothing, whatever a custom verifier says.
+        answer = state.get("answer", "")
+        return {"verified": bool(answer.strip()) and bool(self.verifier(state))}
+
+    def log(self, state: AgentState) -> dict:
+        if self.store is None:
+            return {"demonstration_id": None}
+        metadata = {"expected": state["expected"]} if state.get("expected") else {}
+        demo = Demonstration(
+            query=state["question"],
+            context=state.get("context") or "",
+            answer=state["answer"],
+            tenant=self.tenant,
+            skill=state.get("skill") or "general",
+            status=DemoStatus.PENDING,
+            metadata=metadata,
+        )
+        [demo_id] = self.store.add([demo])
+        return {"demonstration_id": demo_id}
+
+
 def build_agent(
     chat_model: BaseChatModel,
     store: DemonstrationStore | None = None,
@@ -57,44 +106,8 @@ def build_agent(
     other facts' demonstrations and misled the model."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
-
-    def retrieve(state: AgentState) -> dict:
-        question = state.get("question", "")
-        if not question or not question.strip():
-            raise ValueError("the agent needs a non-empty 'question'")
-        if store is None or k == 0 or not store.supports_vector_search:
-            return {"retrieved": []}
-        hits = store.search(question, k=k, tenant=tenant)
-        return {"retrieved": [h.demonstration for h in hits if h.score >= min_score]}
-
-    def respond(state: AgentState) -> dict:
-        messages = task_messages(state["question"], state.get("context"), state.get("retrieved"))
-        reply = chat_model.invoke(messages)
-        return {
-            "messages": [*messages, reply],
-            "answer": reply.text if hasattr(reply, "text") else str(reply.content),
-            "adapter_version": reply.response_metadata.get("adapter_version"),
-        }
-
-    def verify(state: AgentState) -> dict:
-        # An empty answer teaches nothing, whatever a custom verifier says.
-        return {"verified": bool(state.get("answer", "").strip()) and bool(verifier(state))}
-
-    def log(state: AgentState) -> dict:
-        if store is None:
-            return {"demonstration_id": None}
-        metadata = {"expected": state["expected"]} if state.get("expected") else {}
-        demo = Demonstration(
-            query=state["question"],
-            context=state.get("context") or "",
-            answer=state["answer"],
-            tenant=tenant,
-            skill=state.get("skill") or "general",
-            status=DemoStatus.PENDING,
-            metadata=metadata,
-        )
-        [demo_id] = store.add([demo])
-        return {"demonstration_id": demo_id}
+    nodes = _Nodes(chat_model, store, verifier, k, Tenant(tenant), min_score)
+    retrieve, respond, verify, log = nodes.retrieve, nodes.respond, nodes.verify, nodes.log
 
     graph = StateGraph(AgentState, input_schema=AgentInput)
     graph.add_node("retrieve", retrieve)

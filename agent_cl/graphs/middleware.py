@@ -30,7 +30,7 @@ from langgraph.config import get_config
 from agent_cl.config import validate_tenant
 from agent_cl.memory.base import DemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus
-from agent_cl.scoring.verifiers import verifier_path
+from agent_cl.scoring.verifier_paths import verifier_path
 
 # A verifier judges a finished run from its messages: True logs it, False drops it, None
 # leaves the verdict to feedback.

@@ -6,7 +6,7 @@ in-process, the Chroma store in the data dir, and the registry's current adapter
 
 from __future__ import annotations
 
-from agent_cl.adapters.registry import AdapterRegistry
+from agent_cl.adapters.registry import registry_for
 from agent_cl.config import Settings
 from agent_cl.graphs.agent import build_agent
 from agent_cl.memory.chroma import ChromaDemonstrationStore
@@ -21,11 +21,13 @@ def make_graph():
 
 
 def build_default_agent(settings: Settings):
+    registry = registry_for(settings)
     backend = LocalBackend(
         resolve_model_dir(settings.model_dir, settings.models_dir),
         torch_threads=settings.torch_threads,
+        rules=registry.rules,
     )
-    current = AdapterRegistry(settings.adapters_dir).current()
+    current = registry.current()
     if current is not None:
         backend.swap(current.version, current.path)
     store = ChromaDemonstrationStore.for_settings(settings)

@@ -28,7 +28,7 @@ from agent_cl.models.chat import ChatMessage, task_message
 from agent_cl.scoring.matching import answer_matches
 from agent_cl.scoring.retention import retention_breakdown
 from agent_cl.scoring.tool_calls import parse_tool_calls
-from agent_cl.scoring.verifiers import resolve_verifier
+from agent_cl.scoring.verifier_paths import resolve_verifier
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ demonstrations `claimed` for ever.
 
 from __future__ import annotations
 
-from agent_cl.adapters.rules import registry_for
+from agent_cl.adapters.registry import registry_for
 from agent_cl.config import Settings, Tenant
 from agent_cl.durable import CorruptFileError
 from agent_cl.memory.base import DemonstrationStore

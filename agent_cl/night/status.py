@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_cl.adapters.rules import registry_for
+from agent_cl.adapters.registry import registry_for
 from agent_cl.config import Settings, Tenant, vllm_api_key
 from agent_cl.durable import LockedError
 from agent_cl.night.reports import last_report
