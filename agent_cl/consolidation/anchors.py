@@ -107,10 +107,21 @@ _TRIVIA = [
 # Shapes of the retention set's newer kinds (words, instructions, reasoning, numbers), on other
 # words and numbers: the anchor holds the *skill* in place, the retention set then checks it on
 # items the anchor never saw.
-_WORDS = "river lamp cloud stone horse paper glass shoe king rain".split()
-_OPPOSITES = "wide near cheap polite noisy sharp gentle brave warm deep".split()
-_VERBS = "read fall find build catch hold bring feel sit win".split()
-_NOUNS = "calf foot dish lady tomato glass church wife hero key".split()
+_WORDS = ["river", "lamp", "cloud", "stone", "horse", "paper", "glass", "shoe", "king", "rain"]
+_OPPOSITES = [
+    "wide",
+    "near",
+    "cheap",
+    "polite",
+    "noisy",
+    "sharp",
+    "gentle",
+    "brave",
+    "warm",
+    "deep",
+]
+_VERBS = ["read", "fall", "find", "build", "catch", "hold", "bring", "feel", "sit", "win"]
+_NOUNS = ["calf", "foot", "dish", "lady", "tomato", "glass", "church", "wife", "hero", "key"]
 _STORIES = [
     "Ella has {a} oranges and buys {b} more. How many oranges does she have now?",
     "A shelf holds {a} books and {b} more are added. How many books are on the shelf?",
