@@ -157,7 +157,8 @@ class ProcessLock:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._lock = FileLock(str(self.path))
+        # not thread-local: a store opened in one thread may be closed in another
+        self._lock = FileLock(str(self.path), thread_local=False)
         self._count = 0
         self._mutex = threading.Lock()
 
