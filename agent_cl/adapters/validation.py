@@ -1,10 +1,8 @@
-"""Adapter validation: what a LoRA adapter directory must pass before anything loads it.
+"""Adapter validation: the checks a LoRA adapter directory must pass before anything loads it.
 
-It lives in `models/`, not `serving/`, so that there is one validator for everything that
-loads an adapter: the registry checks on publish (so the local backend only ever sees adapters
-that passed), the vLLM backend checks again before asking a server to load one, and
-`models/merge.py` checks before folding one into the base weights. `models/` sits below
-`serving/` and must not import it, so the validator cannot live in the registry.
+Callers do not use these directly but through `rules.AdapterRules`, which knows the served
+rank ceiling and the base model, so the registry (on publish and repair), both backends (on
+every load) and `merge.py` apply the same checks with the same limits.
 """
 
 from __future__ import annotations

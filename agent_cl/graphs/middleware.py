@@ -151,7 +151,7 @@ class EpisodeLogger:
 
     def _metadata(self, run_id: str | None) -> dict[str, str]:
         """The run id (for feedback) and, when the verifier can be imported by name, its path:
-        the night gates this skill with the same verifier (consolidation/gate.py)."""
+        the night gates this skill with the same verifier (night/gate.py)."""
         meta = {"run_id": run_id or uuid.uuid4().hex}
         path = verifier_path(self.verifier) if self.verifier is not None else None
         if path:
