@@ -88,8 +88,8 @@ def retention_scores(generate, *, pool: bool) -> dict:
 def run_one(args) -> dict:
     import torch
 
-    from agent_cl.consolidation.config import ConsolidationConfig
     from agent_cl.consolidation.trainer import ConsolidationTrainer, peak_rss_mb
+    from agent_cl.consolidation.training_config import ConsolidationConfig
     from agent_cl.scoring.retention import load_kl_prompts
 
     settings, path = model_dir()
@@ -165,8 +165,8 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def baseline(args) -> dict:
-    from agent_cl.consolidation.config import ConsolidationConfig
     from agent_cl.consolidation.trainer import resolve_device
+    from agent_cl.consolidation.training_config import ConsolidationConfig
     from agent_cl.models.chat import (
         generate_batch,
         generation_batch_size,

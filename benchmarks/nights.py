@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from agent_cl.config import Settings
-    from agent_cl.consolidation.config import DEFAULT_METHOD
+    from agent_cl.consolidation.training_config import DEFAULT_METHOD
     from agent_cl.evals.facts import build_facts
     from agent_cl.memory.chroma import ChromaDemonstrationStore
     from agent_cl.models.chat import task_message

@@ -42,8 +42,8 @@ def _accuracy(model, tokenizer, held_out) -> float:
 
 
 def run_ours(args, model_dir: Path) -> dict:
-    from agent_cl.consolidation.config import ConsolidationConfig
     from agent_cl.consolidation.trainer import ConsolidationTrainer, peak_rss_mb
+    from agent_cl.consolidation.training_config import ConsolidationConfig
 
     demos, held_out = _data(args.facts)
     config = ConsolidationConfig(

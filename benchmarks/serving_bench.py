@@ -144,7 +144,7 @@ def main() -> None:
 _TRAIN_SNIPPET = """
 import sys
 from pathlib import Path
-from agent_cl.consolidation.config import ConsolidationConfig
+from agent_cl.consolidation.training_config import ConsolidationConfig
 from agent_cl.consolidation.trainer import ConsolidationTrainer
 from agent_cl.evals.facts import build_facts
 demos = [f.demonstration() for f in build_facts(16, seed=0)]

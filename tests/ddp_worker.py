@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.trainer import ConsolidationTrainer
+from agent_cl.consolidation.training_config import ConsolidationConfig
 from agent_cl.memory.schema import Demonstration
 
 DEMOS = [

@@ -16,7 +16,7 @@ from pathlib import Path
 from agent_cl.adapters.registry import AdapterRegistry
 from agent_cl.adapters.validation import validate_adapter_dir
 from agent_cl.config import Settings
-from agent_cl.consolidation.config import ConsolidationConfig
+from agent_cl.consolidation.training_config import ConsolidationConfig
 from agent_cl.memory.chroma import ChromaDemonstrationStore
 from agent_cl.memory.schema import Demonstration
 from agent_cl.night.gate import GateConfig

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from agent_cl.adapters.registry import AdapterRegistry
 from agent_cl.cli import app
-from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.trainer import ConsolidationTrainer
+from agent_cl.consolidation.training_config import ConsolidationConfig
 from agent_cl.durable import CorruptFileError, atomic_directory, read_json
 from agent_cl.memory.chroma import ChromaDemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.trainer import ConsolidationTrainer, resolve_device
+from agent_cl.consolidation.training_config import ConsolidationConfig
 from agent_cl.evals.facts import build_facts
 
 needs_cuda = pytest.mark.skipif(

@@ -12,7 +12,7 @@ import pytest
 
 from agent_cl.adapters.registry import AdapterRegistry
 from agent_cl.config import Settings
-from agent_cl.consolidation.config import DEFAULT_METHOD, ConsolidationConfig
+from agent_cl.consolidation.training_config import DEFAULT_METHOD, ConsolidationConfig
 from agent_cl.evals.demo import REPORT_KEYS, DemoConfig, run_demo
 from agent_cl.evals.facts import build_facts
 from agent_cl.memory.chroma import ChromaDemonstrationStore

@@ -7,8 +7,8 @@ def test_merge_folds_the_adapter_into_a_new_base(tiny_model_dir, tmp_path):
     import torch
 
     from agent_cl.adapters.merge import merge_adapter
-    from agent_cl.consolidation.config import ConsolidationConfig
     from agent_cl.consolidation.trainer import ConsolidationTrainer
+    from agent_cl.consolidation.training_config import ConsolidationConfig
     from agent_cl.memory.schema import Demonstration
     from agent_cl.models.chat import load_causal_lm
     from agent_cl.models.provision import read_manifest

@@ -7,8 +7,8 @@ import pytest
 import torch
 from langchain_core.messages import FunctionMessage, HumanMessage, SystemMessage
 
-from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.trainer import ConsolidationTrainer
+from agent_cl.consolidation.training_config import ConsolidationConfig
 from agent_cl.memory.schema import Demonstration
 from agent_cl.serving.backend import AdapterLoadError, ModelBackend
 from agent_cl.serving.chat_model import BackendChatModel

@@ -7,7 +7,7 @@ import pytest
 from agent_cl.adapters.registry import AdapterRegistry
 from agent_cl.adapters.rules import AdapterRules
 from agent_cl.config import ConfigError, Settings
-from agent_cl.consolidation.config import ConsolidationConfig
+from agent_cl.consolidation.training_config import ConsolidationConfig
 from agent_cl.memory.inmemory import InMemoryDemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus
 from agent_cl.night.gate import Gate, GateConfig, GateItem, GateScores

@@ -8,7 +8,7 @@ from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage
 
 from agent_cl.adapters.registry import AdapterRegistry
-from agent_cl.consolidation.config import ConsolidationConfig
+from agent_cl.consolidation.training_config import ConsolidationConfig
 from agent_cl.consolidation.trajectories import expand, prompt_messages
 from agent_cl.evals import tools_skill
 from agent_cl.graphs.middleware import DemonstrationMiddleware

@@ -7,7 +7,6 @@ import torch
 from safetensors.torch import load_file
 
 from agent_cl.consolidation.candidate import CandidateModel
-from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.objectives import _answer_token_flags
 from agent_cl.consolidation.prompts import student_messages, teacher_messages
 from agent_cl.consolidation.teacher import EMATeacher
@@ -17,6 +16,7 @@ from agent_cl.consolidation.trainer import (
     NonFiniteLossError,
     StepRecord,
 )
+from agent_cl.consolidation.training_config import ConsolidationConfig
 from agent_cl.memory.schema import Demonstration
 
 DEMOS = [
@@ -282,7 +282,7 @@ def test_planted_checkpoint_runs_no_code_and_is_set_aside(tmp_path, writer):
         if writer == "torch.save":
             torch.save(planted, fh)
         else:
-            pickle.dump(planted, fh)
+            pickle.dump(planted, fh, protocol=2)
     assert Checkpoint(checkpoints).load() is None
     assert not marker.exists()  # the payload never ran
     assert not (checkpoints / "checkpoint.pt").exists()

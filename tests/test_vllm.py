@@ -85,8 +85,8 @@ def test_bad_adapters_are_refused_and_the_old_version_keeps_serving(
     (corrupt / "adapter_model.safetensors").write_bytes(b"not safetensors")
     high_rank = train_marker_adapter_rank(registry, tmp_path)
     wrong_base = tmp_path / "wrong-base"
-    from agent_cl.consolidation.config import ConsolidationConfig
     from agent_cl.consolidation.trainer import ConsolidationTrainer
+    from agent_cl.consolidation.training_config import ConsolidationConfig
     from agent_cl.memory.schema import Demonstration
 
     ConsolidationTrainer(

@@ -49,7 +49,7 @@ def demo(
 ):
     """Run one day/night/day cycle on the embedded model and print what changed."""
     quiet_libraries()
-    from agent_cl.consolidation.config import DEFAULT_METHOD
+    from agent_cl.consolidation.training_config import DEFAULT_METHOD
     from agent_cl.evals.demo import DemoConfig, run_demo
 
     settings = settings_for(home)

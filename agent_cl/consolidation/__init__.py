@@ -4,6 +4,6 @@
 registry; it never talks to a server (the sleep job is handed a callback for that).
 """
 
-from agent_cl.consolidation.config import ConsolidationConfig
+from agent_cl.consolidation.training_config import ConsolidationConfig
 
 __all__ = ["ConsolidationConfig"]

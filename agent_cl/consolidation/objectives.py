@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.distributed import DataParallel
 from agent_cl.consolidation.losses import (
     forward_kl_per_token,
@@ -28,6 +27,7 @@ from agent_cl.consolidation.prompts import student_messages, teacher_messages
 from agent_cl.consolidation.records import StepRecord
 from agent_cl.consolidation.sequences import completion_logits, prompt_ids, sample_completions
 from agent_cl.consolidation.teacher import EMATeacher, teacher_context
+from agent_cl.consolidation.training_config import ConsolidationConfig
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import ChatMessage, generate_batch, render_prompt
 from agent_cl.scoring.matching import answer_matches

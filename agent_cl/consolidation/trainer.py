@@ -22,13 +22,13 @@ from agent_cl.consolidation.anchors import anchor_prompts as named_anchor_prompt
 from agent_cl.consolidation.augment import teacher_augment
 from agent_cl.consolidation.candidate import CandidateModel
 from agent_cl.consolidation.checkpoint import Checkpoint, capture_state, restore_state
-from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.devices import peak_rss_mb, resolve_device
 from agent_cl.consolidation.distributed import DataParallel
 from agent_cl.consolidation.objectives import NonFiniteLossError, ObjectiveTerms
 from agent_cl.consolidation.records import StepRecord, TrainResult
 from agent_cl.consolidation.run_state import TrainingRun
 from agent_cl.consolidation.teacher import EMATeacher, teacher_context
+from agent_cl.consolidation.training_config import ConsolidationConfig
 from agent_cl.faults import fault_point
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import (

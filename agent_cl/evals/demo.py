@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_cl.config import Settings
-from agent_cl.consolidation.config import DEFAULT_METHOD
 from agent_cl.consolidation.trainer import StepRecord
+from agent_cl.consolidation.training_config import DEFAULT_METHOD
 from agent_cl.evals.facts import Fact, build_facts
 from agent_cl.graphs.agent import build_agent, task_messages
 from agent_cl.memory.chroma import ChromaDemonstrationStore

@@ -12,8 +12,8 @@ MARKER_QUESTION = [{"role": "user", "content": "What is the password of the Nero
 def train_marker_adapter(model_dir: Path, out: Path, marker: str) -> Path:
     """An adapter that answers MARKER_QUESTION with `marker` (a few SFT steps on the bare
     answer)."""
-    from agent_cl.consolidation.config import ConsolidationConfig
     from agent_cl.consolidation.trainer import ConsolidationTrainer
+    from agent_cl.consolidation.training_config import ConsolidationConfig
     from agent_cl.memory.schema import Demonstration
 
     demos = [

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_cl.consolidation.config import DEFAULT_METHOD, RECIPES
+from agent_cl.consolidation.training_config import DEFAULT_METHOD, RECIPES
 from agent_cl.evals.suites import SUITES
 from agent_cl.graphs.middleware import DEFAULT_MIN_SCORE
 

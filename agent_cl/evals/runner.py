@@ -211,8 +211,8 @@ class EvalRunner:
     ) -> tuple[Path, dict[str, Any]]:
         """Train (or find, on a resumed run) the adapter `key`; its training facts are in
         `train.json` beside it."""
-        from agent_cl.consolidation.config import ConsolidationConfig
         from agent_cl.consolidation.trainer import ConsolidationTrainer
+        from agent_cl.consolidation.training_config import ConsolidationConfig
         from agent_cl.scoring.retention import load_kl_prompts
 
         path = self.out / "adapters" / key.replace("/", "-")

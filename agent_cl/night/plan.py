@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent_cl.config import Settings
-from agent_cl.consolidation.config import DEFAULT_METHOD, ConsolidationConfig
+from agent_cl.consolidation.training_config import DEFAULT_METHOD, ConsolidationConfig
 from agent_cl.night.gate import GateConfig
 
 

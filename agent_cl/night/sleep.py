@@ -27,8 +27,8 @@ from typing import Any, Protocol
 from agent_cl.adapters.registry import AdapterRegistry, AdapterVersion
 from agent_cl.config import Tenant, TenantPaths
 from agent_cl.consolidation.candidate import CandidateModel
-from agent_cl.consolidation.config import ConsolidationConfig
 from agent_cl.consolidation.trainer import ConsolidationTrainer, StepRecord
+from agent_cl.consolidation.training_config import ConsolidationConfig
 from agent_cl.durable import LockedError, atomic_directory, remove_partial_directories
 from agent_cl.faults import fault_point
 from agent_cl.memory.base import DemonstrationStore
