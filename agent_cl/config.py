@@ -139,6 +139,16 @@ class Settings:
         },
     )
     serve_port: int = field(default=8000, metadata={"help": "port of `agent-cl serve`"})
+    serve_inference_keys: Path | None = field(
+        default=None,
+        metadata={
+            "help": 'JSON file {"<key>": ["tenant", ...]} of inference keys, each limited '
+            "to its tenants' model names (needs AGENT_CL_VLLM_API_KEY, the admin key)"
+        },
+    )
+    serve_max_body_bytes: int = field(
+        default=1 << 20, metadata={"help": "largest request body `agent-cl serve` reads"}
+    )
     # -- sleep (one night) ------------------------------------------------------------------
     sleep_method: str | None = field(
         default=None,
@@ -180,8 +190,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
-        if self.model_dir is not None:
-            object.__setattr__(self, "model_dir", Path(self.model_dir).expanduser())
+        for name in ("model_dir", "serve_inference_keys"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)).expanduser())
         object.__setattr__(self, "servers", tuple(self.servers))
         object.__setattr__(self, "tenant", Tenant(self.tenant))
         for name in ("torch_threads", "adapter_max_rank", "adapter_keep", "sleep_steps_per_demo"):

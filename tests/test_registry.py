@@ -18,7 +18,8 @@ def test_publish_versions_and_current(tmp_path):
     assert registry.get(1).manifest["method"] == "sft"
     assert marker(registry.get(1).path) == "one"
     # no temp directories left behind
-    assert sorted(p.name for p in (tmp_path / "reg").iterdir()) == ["CURRENT", "v0001", "v0002"]
+    names = sorted(p.name for p in (tmp_path / "reg").iterdir())
+    assert names == ["CURRENT", "CURRENT.history.json", "v0001", "v0002"]
 
 
 def test_rollback_to_previous_and_to_base(tmp_path):

@@ -28,9 +28,18 @@ MARKERS = {1: "Quenvel Ostrami", 2: "Brilda Taskon"}
 
 
 @pytest.fixture(scope="module")
-def registry(embedded_model_dir, tmp_path_factory) -> AdapterRegistry:
+def served_root(tmp_path_factory) -> Path:
+    """The server's adapter root: it loads only `<root>/<tenant>/vNNNN` (the registry layout),
+    so every registry these tests serve lives here, one folder per tenant."""
+    root = tmp_path_factory.mktemp("served") / "adapters"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def registry(embedded_model_dir, tmp_path_factory, served_root) -> AdapterRegistry:
     root = tmp_path_factory.mktemp("vllm")
-    registry = AdapterRegistry(root / "adapters", AdapterRules(max_rank=16))
+    registry = AdapterRegistry(served_root / "default", AdapterRules(max_rank=16))
     for version, marker in MARKERS.items():
         adapter = train_marker_adapter(embedded_model_dir, root / f"a{version}", marker)
         assert registry.publish(adapter).version == version
@@ -38,9 +47,11 @@ def registry(embedded_model_dir, tmp_path_factory) -> AdapterRegistry:
 
 
 @pytest.fixture(scope="module")
-def server(embedded_model_dir, tmp_path_factory):
+def server(embedded_model_dir, tmp_path_factory, served_root):
     log = tmp_path_factory.mktemp("vllm-log") / "server.log"
-    config = VLLMServerConfig(embedded_model_dir, max_lora_rank=16, log_path=log)
+    config = VLLMServerConfig(
+        embedded_model_dir, max_lora_rank=16, log_path=log, adapters_root=served_root
+    )
     with VLLMServer(config) as running:
         yield running
 
@@ -157,11 +168,16 @@ def _swap_raced(swaps, started: float) -> bool:
 
 
 def test_killed_server_fails_the_swap_and_restart_serves_current(
-    embedded_model_dir, registry, tmp_path
+    embedded_model_dir, registry, tmp_path, served_root
 ):
     from agent_cl.serving.replicas import ReplicaSet
 
-    config = VLLMServerConfig(embedded_model_dir, max_lora_rank=16, log_path=tmp_path / "s.log")
+    config = VLLMServerConfig(
+        embedded_model_dir,
+        max_lora_rank=16,
+        log_path=tmp_path / "s.log",
+        adapters_root=served_root,
+    )
     server = VLLMServer(config).start()
     backend = VLLMBackend(server.url)
     registry.set_current(1)
@@ -187,11 +203,10 @@ def test_killed_server_fails_the_swap_and_restart_serves_current(
 
 
 @pytest.fixture(scope="module")
-def tenants(registry, tmp_path_factory) -> dict[str, AdapterRegistry]:
+def tenants(registry, served_root) -> dict[str, AdapterRegistry]:
     """Two tenants with the same version numbers and opposite markers: tenant a's v1 is
     marker 1, tenant b's v1 is marker 2, so an answer from the wrong tenant shows."""
-    root = tmp_path_factory.mktemp("tenants")
-    out = {"a": AdapterRegistry(root / "a"), "b": AdapterRegistry(root / "b")}
+    out = {"a": AdapterRegistry(served_root / "a"), "b": AdapterRegistry(served_root / "b")}
     for order, tenant in (((1, 2), "a"), ((2, 1), "b")):
         for v in order:
             out[tenant].publish(registry.get(v).path)
@@ -291,31 +306,30 @@ def test_langgraph_agent_follows_swaps_without_rebuilding(backend, registry):
     assert MARKERS[1] in answers[1] and MARKERS[2] in answers[2], answers
 
 
-def test_rollback_command_swaps_the_server(server, registry, tmp_path):
+def test_rollback_command_swaps_the_server(server, registry, served_root):
     import shutil
 
     from typer.testing import CliRunner
 
     from agent_cl.cli import app
 
-    home = tmp_path / "home"
-    shutil.copytree(registry.root, home / "adapters" / "default")
-    AdapterRegistry(home / "adapters" / "default").set_current(2)
+    home = served_root.parent  # the served root is this home's adapters folder
+    shutil.copytree(registry.root, served_root / "rb")
+    AdapterRegistry(served_root / "rb").set_current(2)
     runner = CliRunner()
-    result = runner.invoke(
-        app, ["adapters", "rollback", "1", "--server", server.url, "--home", str(home)]
-    )
+    where = ["--server", server.url, "--home", str(home), "--tenant", "rb"]
+    result = runner.invoke(app, ["adapters", "rollback", "1", *where])
     assert result.exit_code == 0, result.output
     assert "now current: v1" in result.output
-    client = VLLMBackend(server.url)
+    client = VLLMBackend(server.url, tenant="rb")
     assert client.adapter_version == 1
-    shown = runner.invoke(app, ["adapters", "current", "--server", server.url, "--home", str(home)])
-    assert f"agent-cl/default -> {version_name('default', 1)}" in shown.output
+    shown = runner.invoke(app, ["adapters", "current", *where])
+    assert f"agent-cl/rb -> {version_name('rb', 1)}" in shown.output
 
 
-def test_each_tenants_night_swaps_only_its_own_name(server, embedded_model_dir, tmp_path):
+def test_each_tenants_night_swaps_only_its_own_name(server, embedded_model_dir, served_root):
     """Two tenants, one real Chroma server and the real vLLM server: a night that publishes
-    tenant a's adapter moves agent-cl/a only; b's night later moves agent-cl/b only; every
+    tenant na's adapter moves agent-cl/na only; nb's night later moves agent-cl/nb only; every
     demonstration is marked inside its own tenant."""
     from agent_cl.config import Settings
     from agent_cl.managed_process import free_port
@@ -325,9 +339,10 @@ def test_each_tenants_night_swaps_only_its_own_name(server, embedded_model_dir, 
     from agent_cl.night.night import Night
     from agent_cl.serving.replicas import swap_servers_on_publish
 
-    with ChromaServer(tmp_path / "home" / "store", port=free_port()) as chroma:
+    home = served_root.parent  # the served root is this home's adapters folder
+    with ChromaServer(home / "store", port=free_port()) as chroma:
         settings = Settings(
-            home=tmp_path / "home",
+            home=home,
             model_dir=embedded_model_dir,
             store_url=chroma.url,
             sleep_method="sft",
@@ -336,11 +351,11 @@ def test_each_tenants_night_swaps_only_its_own_name(server, embedded_model_dir, 
             sleep_checkpoint_every=0,
         )
         store = ChromaDemonstrationStore.for_settings(settings)
-        for tenant in ("a", "b"):
+        for tenant in ("na", "nb"):
             VLLMBackend(server.url, tenant=tenant).swap(None)  # both start on the base model
         night = Night(settings, store, on_publish=swap_servers_on_publish([server.url]))
         aliases = VLLMBackend(server.url).aliases
-        for tenant, other in (("a", "b"), ("b", "a")):
+        for tenant, other in (("na", "nb"), ("nb", "na")):
             before = aliases()[stable_name(other)]
             store.add([Demonstration(query=f"Who runs {tenant}?", answer="Ana.", tenant=tenant)])
             [report] = night.run()
@@ -352,7 +367,9 @@ def test_each_tenants_night_swaps_only_its_own_name(server, embedded_model_dir, 
             assert demo.status == DemoStatus.CONSOLIDATED and demo.adapter_version == 1
 
 
-def test_tool_calls_come_back_parsed_to_a_plain_chatopenai(server, embedded_model_dir, tmp_path):
+def test_tool_calls_come_back_parsed_to_a_plain_chatopenai(
+    server, embedded_model_dir, tmp_path, served_root
+):
     """An adapter that answers with a tool call (trained here), served under a tenant's name:
     a ChatOpenAI with tools bound gets OpenAI tool_calls from the server's parser."""
     from langchain_openai import ChatOpenAI
@@ -361,7 +378,7 @@ def test_tool_calls_come_back_parsed_to_a_plain_chatopenai(server, embedded_mode
 
     call = '<tool_call>{"name": "lab_leader", "arguments": {"lab": "Nerost"}}</tool_call>'
     adapter = train_marker_adapter(embedded_model_dir, tmp_path / "tool", call)
-    registry = AdapterRegistry(tmp_path / "adapters")
+    registry = AdapterRegistry(served_root / "tools")
     registry.publish(adapter)
     VLLMBackend(server.url, tenant="tools").swap(1, registry.get(1).path)
     llm = ChatOpenAI(

@@ -55,6 +55,8 @@ __all__ = [
 
 _VERSION_DIR = re.compile(r"^v(\d{4,})$")
 CURRENT_FILE = "CURRENT"
+HISTORY_FILE = "CURRENT.history.json"  # every version CURRENT named, newest last
+HISTORY_KEPT = 100
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = "tenant.lock"
 QUARANTINE_DIR = ".corrupt"
@@ -64,6 +66,12 @@ REPAIR_FIX = "run `agent-cl adapters repair` (it sets damaged versions aside and
 class UnknownAdapterVersionError(KeyError):
     def __str__(self) -> str:  # KeyError quotes its message otherwise
         return str(self.args[0])
+
+
+@dataclass
+class RegistryRepair:
+    lines: list[str] = field(default_factory=list)  # what was done, one line each
+    quarantined: list[int] = field(default_factory=list)  # versions set aside
 
 
 @dataclass(frozen=True)
@@ -178,7 +186,19 @@ class AdapterRegistry:
         if version is not None:
             self.get(version)
         self.root.mkdir(parents=True, exist_ok=True)
+        history = [*self.history(), version][-HISTORY_KEPT:]
+        atomic_write_json(self.root / HISTORY_FILE, history)
         atomic_write_text(self.root / CURRENT_FILE, "" if version is None else str(version))
+
+    def history(self) -> list[int | None]:
+        """The versions CURRENT has named, oldest first (None: the base). Only a hint for
+        repair: a damaged history reads as empty, never as a reason to stop."""
+        try:
+            found = read_json(self.root / HISTORY_FILE, fix="delete it")
+        except (FileNotFoundError, CorruptFileError):
+            return []
+        ok = isinstance(found, list) and all(v is None or isinstance(v, int) for v in found)
+        return found if ok else []
 
     def rollback(
         self, version: int | None = None, *, take_lock: bool = True
@@ -214,11 +234,12 @@ class AdapterRegistry:
         return AdapterVersion(version, path, manifest)
 
     # -- repair ---------------------------------------------------------------------------
-    def repair(self) -> list[str]:
+    def repair(self) -> RegistryRepair:
         """Set damaged versions aside (into `.corrupt/`) and point a damaged or dangling
-        `CURRENT` at the newest intact version; returns what was done, one line each. Takes
-        the tenant's lock, so it never races a night."""
-        done: list[str] = []
+        `CURRENT` at the last version it named that is still intact (so an operator's rollback
+        survives), else the newest intact one. Takes the tenant's lock, so it never races a
+        night."""
+        done = RegistryRepair()
         with self.lock():
             if not self.root.exists():
                 return done
@@ -229,16 +250,23 @@ class AdapterRegistry:
                 problem = self._damage(int(match.group(1)), child)
                 if problem:
                     aside = set_aside(child, into=self.root / QUARANTINE_DIR)
-                    done.append(f"v{match.group(1)}: {problem}; moved to {aside}")
+                    done.quarantined.append(int(match.group(1)))
+                    done.lines.append(f"v{match.group(1)}: {problem}; moved to {aside}")
             try:
                 self.current()
             except CorruptFileError as exc:
-                intact = self.versions()
-                newest = intact[-1].version if intact else None
-                self.set_current(newest)
-                now = f"v{newest}" if newest else "the base model"
-                done.append(f"{CURRENT_FILE}: {exc.args[0].split(';')[0]}; now serves {now}")
+                chosen = self._last_intact()
+                self.set_current(chosen)
+                now = f"v{chosen}" if chosen else "the base model"
+                done.lines.append(f"{CURRENT_FILE}: {exc.args[0].split(';')[0]}; now serves {now}")
         return done
+
+    def _last_intact(self) -> int | None:
+        intact = {v.version for v in self.versions()}
+        for version in reversed(self.history()):
+            if version is None or version in intact:
+                return version
+        return max(intact, default=None)
 
     def _damage(self, version: int, path: Path) -> str | None:
         try:

@@ -19,8 +19,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from agent_cl.config import ConfigError, Settings
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)  # paths and errors stay one copyable line
+err = Console(stderr=True, soft_wrap=True)
 
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="data directory (default $AGENT_CL_HOME)")
@@ -71,7 +71,15 @@ def user_errors(*kinds: type[Exception]):
     from agent_cl.durable import CorruptFileError, LockedError
     from agent_cl.models.provision import EmbeddedModelMissingError, ModelNotProvisionedError
 
-    known = (CorruptFileError, LockedError, ModelNotProvisionedError, EmbeddedModelMissingError)
+    from agent_cl.serving.backend import AdapterLoadError
+
+    known = (
+        CorruptFileError,
+        LockedError,
+        ModelNotProvisionedError,
+        EmbeddedModelMissingError,
+        AdapterLoadError,  # a damaged adapter, an unreachable or refusing server
+    )
     try:
         yield
     except (ValueError, *known, *kinds) as exc:

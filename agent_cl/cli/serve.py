@@ -52,7 +52,7 @@ def serve(
     settings = settings_for(
         home, tenant, serve_host=host, serve_port=port, adapter_max_rank=max_lora_rank
     )
-    with user_errors(VLLMNotInstalledError, VLLMServerError):
+    with user_errors(VLLMNotInstalledError, VLLMServerError, OSError):
         model_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
         log_path = settings.home / "logs" / f"vllm-{settings.serve_port}.log"
         server = VLLMServer(
@@ -61,6 +61,9 @@ def serve(
                 host=settings.serve_host,
                 port=settings.serve_port,
                 api_key=vllm_api_key(),
+                inference_keys_file=settings.serve_inference_keys,
+                adapters_root=settings.adapters_root,
+                max_body_bytes=settings.serve_max_body_bytes,
                 max_lora_rank=settings.adapter_max_rank,
                 log_path=log_path,
             )

@@ -92,9 +92,18 @@ class Night:
             return [Tenant(only)]
         return tenants_to_consolidate(self.store, unfinished=self.settings.unfinished_tenants())
 
+    def check_servers(self) -> None:
+        """Every configured server answers with the key (ServerUnreachableError otherwise):
+        called before any tenant trains, so a dead server costs seconds, not a night."""
+        if self.settings.servers and self.on_publish is not None:
+            from agent_cl.serving.replicas import check_servers
+
+            check_servers(self.settings)
+
     def run(self, only: str | None = None, **overrides: Any) -> list[SleepReport]:
         """One night: each tenant's sleep job in turn. A tenant that fails is logged and
         skipped, so one bad batch cannot starve the others; its report says why."""
+        self.check_servers()
         reports = []
         for tenant in self.tenants(only):
             try:

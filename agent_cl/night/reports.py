@@ -1,4 +1,5 @@
-"""The night's reports on disk: one JSON file per sleep run, in `<home>/reports/`.
+"""The night's reports: what one sleep run did (`SleepReport`), and their files on disk, one
+JSON file per run in `<home>/reports/`.
 
 The one module that knows their file names, so the status view, the morning report and the
 tests read them through `read_reports` instead of parsing names themselves.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,28 @@ from agent_cl.durable import CorruptFileError, atomic_write_json, read_json
 
 PREFIX = "sleep-"
 STAMP = "%Y%m%dT%H%M%S"
+
+
+@dataclass
+class SleepReport:
+    run_id: str
+    tenant: str
+    status: str  # "published" | "rejected" | "nothing_to_do" | "failed"
+    method: str
+    demonstrations: int = 0
+    replayed: int = 0
+    init_version: int | None = None
+    adapter_version: int | None = None
+    swapped: bool = False
+    resumed_from: str | None = None  # the journal stage a crashed run was resumed from
+    seconds: float = 0.0
+    train: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent_cl.adapters.registry import AdapterRegistry, AdapterVersion
+from agent_cl.adapters.registry import (
+    AdapterRegistry,
+    AdapterVersion,
+    UnknownAdapterVersionError,
+)
 from agent_cl.config import Tenant, TenantPaths
 from agent_cl.consolidation.candidate import CandidateModel
 from agent_cl.consolidation.trainer import ConsolidationTrainer, StepRecord
@@ -44,7 +48,7 @@ from agent_cl.night.gate import (
     demonstration_items,
 )
 from agent_cl.night.journal import Journal, JournalEntry, Stage
-from agent_cl.night.reports import write_report
+from agent_cl.night.reports import SleepReport, write_report
 from agent_cl.scoring.retention import load_kl_prompts
 
 log = logging.getLogger(__name__)
@@ -65,28 +69,6 @@ class Candidate(Protocol):
 
 
 Check = Callable[[Candidate], dict[str, Any]]
-
-
-@dataclass
-class SleepReport:
-    run_id: str
-    tenant: str
-    status: str  # "published" | "rejected" | "nothing_to_do" | "failed"
-    method: str
-    demonstrations: int = 0
-    replayed: int = 0
-    init_version: int | None = None
-    adapter_version: int | None = None
-    swapped: bool = False
-    resumed_from: str | None = None  # the journal stage a crashed run was resumed from
-    seconds: float = 0.0
-    train: dict[str, Any] = field(default_factory=dict)
-    gate: dict[str, Any] = field(default_factory=dict)
-    checks: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -168,6 +150,8 @@ class SleepJob:
                 self._abandon(entry, report, exc)
                 self._finish(report, start)
             raise
+        if entry.stage in (Stage.PUBLISHED, Stage.SWAPPED) and self._publish_lost(entry):
+            return self._lost(entry, report, start)
         report.gate = entry.gate
         report.adapter_version = entry.published_version
         if entry.stage == Stage.PUBLISHED:
@@ -329,6 +313,28 @@ class SleepJob:
         log.warning("sleep run %s rejected: %s", entry.run_id, reason)
         return self._finish(report, start)
 
+    def _publish_lost(self, entry: JournalEntry) -> bool:
+        """The journal says published, but the version is gone (set aside by repair)."""
+        try:
+            self.registry.get(entry.published_version)
+        except UnknownAdapterVersionError:
+            return True
+        return False
+
+    def _lost(self, entry: JournalEntry, report: SleepReport, start: float) -> SleepReport:
+        """Nothing to mark consolidated: the run's demonstrations go back to pending, so the
+        next night trains them again; the journal and the registry agree once more."""
+        self.store.set_status(entry.demonstration_ids, DemoStatus.PENDING, tenant=self.tenant)
+        error = (
+            f"adapter v{entry.published_version} of run {entry.run_id} is no longer in the "
+            "registry (set aside by repair); its demonstrations are pending again"
+        )
+        entry.gate["error"] = error
+        self.journal.archive(entry)
+        report.status, report.error = "failed", error
+        log.error("%s", error)
+        return self._finish(report, start)
+
     def _abandon(self, entry: JournalEntry, report: SleepReport, exc: Exception) -> None:
         """An error (not a kill) before publishing: hand the claim back, keep no journal."""
         self.store.set_status(entry.demonstration_ids, DemoStatus.PENDING, tenant=self.tenant)
@@ -375,3 +381,6 @@ class SleepJob:
 def run_sleep(**kwargs: Any) -> SleepReport:
     """`SleepJob(**kwargs).run()`: consolidate one tenant's pending demonstrations."""
     return SleepJob(**kwargs).run()
+
+
+__all__ = ["Candidate", "Check", "SleepAlreadyRunningError", "SleepJob", "SleepReport", "run_sleep"]

@@ -29,8 +29,8 @@ class ReplicaSet:
         target = self.registry.get(version).path if version is not None else None
         switched: list[tuple[ModelBackend, int | None]] = []
         for backend in self.backends:
-            previous = backend.adapter_version
-            try:
+            try:  # reading what it serves is a request too: a dead replica fails here
+                previous = backend.adapter_version
                 backend.swap(version, target)
             except Exception as exc:
                 for done, before in reversed(switched):
@@ -68,9 +68,14 @@ class ReplicaSet:
             now = self.registry.rollback(version, take_lock=False)
             try:
                 self.serve_current()
-            except AdapterLoadError:
+            except Exception as exc:  # refused, unreachable, timed out: all or none
                 self.registry.set_current(previous.version if previous else None)
-                raise
+                if isinstance(exc, AdapterLoadError):
+                    raise
+                raise ReplicaSwapError(
+                    f"rollback not done: a replica failed ({type(exc).__name__}: {exc}); "
+                    "the registry and every replica keep the version they had"
+                ) from exc
         return now
 
     def served_models(self) -> list[tuple[str, str]]:
@@ -116,3 +121,25 @@ def publish_hook_for(settings: Settings):
 def replicas_for(settings: Settings, registry: AdapterRegistry, tenant: str) -> ReplicaSet:
     """`tenant`'s replicas: every server in `settings.servers`, following `registry`."""
     return ReplicaSet.from_urls(settings.servers, registry, tenant=tenant, api_key=vllm_api_key())
+
+
+class ServerUnreachableError(AdapterLoadError):
+    """A configured server cannot be reached (or refuses the key) before a night starts."""
+
+
+def check_servers(settings: Settings) -> None:
+    """Reach every server in `settings.servers` with the admin key, so a night that would
+    publish into a dead or misconfigured server fails before training, not after it."""
+    from agent_cl.serving.vllm_backend import VLLMBackend
+
+    for url in settings.servers:
+        backend = VLLMBackend(url, api_key=vllm_api_key(), timeout=10.0)
+        try:
+            backend.aliases()
+        except Exception as exc:
+            raise ServerUnreachableError(
+                f"server {url} cannot be used ({type(exc).__name__}: {exc}); start it with "
+                "`agent-cl serve`, fix servers / --server, or check AGENT_CL_VLLM_API_KEY"
+            ) from exc
+        finally:
+            backend.close()

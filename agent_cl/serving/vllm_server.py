@@ -11,7 +11,6 @@ environment variable, not a flag.
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -20,7 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from agent_cl.managed_process import ManagedProcess, block_until_stopped, free_port
-from agent_cl.serving.vllm_aliases import API_KEY_ENV, AliasMiddleware
+from agent_cl.serving.access import (
+    ADMIN_KEY_ENV,
+    INFERENCE_KEYS_ENV,
+    MAX_BODY_ENV,
+    is_loopback,
+    read_inference_keys,
+)
+from agent_cl.serving.load_guard import ADAPTERS_ROOT_ENV, BASE_MODEL_ENV, MAX_RANK_ENV
+from agent_cl.serving.vllm_aliases import AliasMiddleware
+
+VLLM_KEY_ENV = "VLLM_API_KEY"  # vLLM's own check: off, our middleware is the one door
 
 LOOPBACK = "127.0.0.1"
 
@@ -48,7 +57,10 @@ class VLLMServerConfig:
     served_name: str = "agent-cl-base"
     host: str = LOOPBACK
     port: int = 0  # 0: a free port
-    api_key: str | None = None
+    api_key: str | None = None  # the admin key (aliases, loads); also answers inference
+    inference_keys_file: Path | None = None  # {"<key>": ["tenant", ...]}: scoped chat keys
+    adapters_root: Path | None = None  # loads only from <root>/<tenant>/vNNNN; None: no loads
+    max_body_bytes: int = 1 << 20
     max_lora_rank: int = 16
     max_loras: int = 2  # adapters active in one batch
     max_cpu_loras: int = 8  # adapters kept loaded (old versions wait here while draining)
@@ -63,11 +75,17 @@ class VLLMServerConfig:
         self.model_dir = Path(self.model_dir)
         if not self.model_dir.is_dir():
             raise ValueError(f"model_dir {self.model_dir} is not a directory")
-        if not _is_loopback(self.host) and not self.api_key:
+        if not is_loopback(self.host) and not self.api_key:
             raise ValueError(
                 f"refusing to bind {self.host} without an API key: anyone who can reach it "
-                "could load adapters; pass api_key or bind 127.0.0.1"
+                "could load adapters; set AGENT_CL_VLLM_API_KEY or bind 127.0.0.1"
             )
+        if self.inference_keys_file is not None:
+            if not self.api_key:
+                raise ValueError("inference keys need an admin key too (AGENT_CL_VLLM_API_KEY)")
+            read_inference_keys(self.inference_keys_file)  # a bad file fails here, not in vLLM
+        if self.max_body_bytes < 1024:
+            raise ValueError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
         if self.max_lora_rank not in (1, 8, 16, 32, 64, 128, 256, 320, 512):
             raise ValueError(
                 f"vLLM supports max_lora_rank 1, 8, 16, 32...; got {self.max_lora_rank}"
@@ -94,15 +112,6 @@ def tools_chat_template(model_dir: Path) -> Path | None:
     except FileNotFoundError:
         return None
     return next((path for head, path in _TOOL_TEMPLATES.items() if own.startswith(head)), None)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class VLLMServer(ManagedProcess):
@@ -148,9 +157,18 @@ class VLLMServer(ManagedProcess):
             VLLM_NO_USAGE_STATS="1",
             DO_NOT_TRACK="1",
         )
-        env.pop(API_KEY_ENV, None)  # an operator's stray key must not lock us out
-        if self.config.api_key:
-            env[API_KEY_ENV] = self.config.api_key  # read by vLLM and by our middleware
+        cfg = self.config
+        for name in (VLLM_KEY_ENV, ADMIN_KEY_ENV, INFERENCE_KEYS_ENV, ADAPTERS_ROOT_ENV):
+            env.pop(name, None)  # an operator's stray setting must not change the policy
+        env[MAX_BODY_ENV] = str(cfg.max_body_bytes)
+        env[MAX_RANK_ENV] = str(cfg.max_lora_rank)
+        env[BASE_MODEL_ENV] = str(cfg.model_dir)
+        if cfg.api_key:
+            env[ADMIN_KEY_ENV] = cfg.api_key  # the environment, never argv
+        if cfg.inference_keys_file is not None:
+            env[INFERENCE_KEYS_ENV] = str(Path(cfg.inference_keys_file).resolve())
+        if cfg.adapters_root is not None:
+            env[ADAPTERS_ROOT_ENV] = str(Path(cfg.adapters_root).resolve())
         return env
 
     def start(self) -> VLLMServer:
