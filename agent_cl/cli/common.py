@@ -70,7 +70,6 @@ def user_errors(*kinds: type[Exception]):
     """Errors the user can act on print as one line (exit 2) instead of a traceback."""
     from agent_cl.durable import CorruptFileError, LockedError
     from agent_cl.models.provision import EmbeddedModelMissingError, ModelNotProvisionedError
-
     from agent_cl.serving.backend import AdapterLoadError
 
     known = (
