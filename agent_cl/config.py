@@ -216,6 +216,8 @@ class Settings:
             value = getattr(self, name)
             if value is not None and not 0 < value < float("inf"):  # nan fails too
                 raise ConfigError(f"{name} must be a number > 0, got {value}")
+        if not all(isinstance(url, str) for url in self.servers):
+            raise ConfigError(f"servers must be a list of URL strings, got {list(self.servers)!r}")
         for url in (self.store_url, *self.servers):
             if url is not None and not url.startswith(("http://", "https://")):
                 name = "store_url" if url == self.store_url else "servers"
@@ -297,8 +299,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             table = tomllib.load(fh).get("agent-cl", {})
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    except OSError as exc:  # a directory, no permission
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from exc
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [agent-cl] must be a table")
     values = {k: v for k, v in table.items() if not isinstance(v, dict)}
     for group, sub in table.items():
         if not isinstance(sub, dict):
@@ -319,10 +325,16 @@ def _at_least(name: str, value: int | None, low: int) -> None:
 def _check_type(name: str, value: Any, annotation: Any, source: Path) -> None:
     """A wrong type in the file names the setting (dataclasses would take it silently)."""
     text = str(annotation)
-    kinds = {"bool": bool, "int": int, "float": (int, float), "str": str, "tuple": (list, tuple)}
-    allowed = [kind for key, kind in kinds.items() if key in text.split("|")[0]]
-    if "Path" in text:
-        allowed.append((str, Path))
+    kinds = {
+        "bool": bool,
+        "int": int,
+        "float": (int, float),
+        "str": str,
+        "tuple": (list, tuple),  # never a bare string: "http://x" is not a list of URLs
+        "Path": (str, Path),
+    }
+    outer = text.split("|")[0].split("[")[0].strip()  # "tuple[str, ...]" -> "tuple"
+    allowed = [kinds[outer]] if outer in kinds else []
     if value is None or not allowed:
         return
     if isinstance(value, bool) and "bool" not in text:
@@ -333,6 +345,8 @@ def _check_type(name: str, value: Any, annotation: Any, source: Path) -> None:
 
 def _coerce(raw: str, annotation: Any, variable: str) -> Any:
     text = str(annotation)
+    if raw.strip() == "" and "None" not in text:  # AGENT_CL_HOME= must not mean "here"
+        raise ConfigError(f"{variable} is empty; unset it or give a value ({text})")
     try:
         if raw == "" and "None" in text:
             return None

@@ -57,6 +57,18 @@ _VERSION_DIR = re.compile(r"^v(\d{4,})$")
 CURRENT_FILE = "CURRENT"
 HISTORY_FILE = "CURRENT.history.json"  # every version CURRENT named, newest last
 HISTORY_KEPT = 100
+# Fields the product reads from a manifest, and the JSON types they must have.
+MANIFEST_TYPES: dict[str, tuple[type, ...]] = {
+    "version": (int,),
+    "published_at": (int, float),
+    "method": (str,),
+    "run_id": (str,),
+    "base_model_sha256": (str, type(None)),
+    "demonstration_ids": (list,),
+    "replay_ids": (list,),
+    "gate": (dict,),
+    "config": (dict,),
+}
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = "tenant.lock"
 QUARANTINE_DIR = ".corrupt"
@@ -231,6 +243,10 @@ class AdapterRegistry:
             raise CorruptFileError(manifest_path, "missing", REPAIR_FIX) from exc
         if not isinstance(manifest, dict):
             raise CorruptFileError(manifest_path, "not a JSON object", REPAIR_FIX)
+        for key, kinds in MANIFEST_TYPES.items():
+            if key in manifest and not isinstance(manifest[key], kinds):
+                shown = type(manifest[key]).__name__
+                raise CorruptFileError(manifest_path, f"{key} is a {shown}", REPAIR_FIX)
         return AdapterVersion(version, path, manifest)
 
     # -- repair ---------------------------------------------------------------------------

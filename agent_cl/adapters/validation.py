@@ -32,9 +32,13 @@ def validate_adapter_dir(
         raise InvalidAdapterError(f"{path} lacks {missing}")
     try:
         config = json.loads((path / "adapter_config.json").read_text())
-    except json.JSONDecodeError as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidAdapterError(f"{path}/adapter_config.json is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict) or not isinstance(config.get("rank_pattern") or {}, dict):
+        raise InvalidAdapterError(f"{path}/adapter_config.json is not an adapter config")
     ranks = [config.get("r") or 0, *(config.get("rank_pattern") or {}).values()]
+    if not all(isinstance(r, int) and not isinstance(r, bool) for r in ranks):
+        raise InvalidAdapterError(f"{path}/adapter_config.json: LoRA ranks must be integers")
     if max_rank is not None and max(ranks) > max_rank:
         raise InvalidAdapterError(f"{path} has LoRA rank {max(ranks)} > the maximum {max_rank}")
     tensors = _check_weights(path / "adapter_model.safetensors")

@@ -41,6 +41,7 @@ def options(
     ),
 ):
     """A LangGraph agent that gets better overnight."""
+    CONFIG_PATH.clear()  # one invocation's --config never leaks into the next (tests, apps)
     if config is not None:
         CONFIG_PATH.append(config)
 

@@ -137,11 +137,15 @@ def run(
 
     if not question.strip():
         fail("the question must not be empty")
+    for name, text in (("question", question), ("--context", context), ("--expected", expected)):
+        if text is not None and not _is_utf8(text):
+            fail(f"the {name} is not valid UTF-8 text; pass it as UTF-8")
     settings = settings_for(home, tenant)
     with user_errors():
         graph = build_default_agent(settings)
     task = {"question": question, "context": context, "expected": expected}
-    state = graph.invoke({k: v for k, v in task.items() if v})
+    with user_errors():  # a context past the model's window is a ValueError naming the budget
+        state = graph.invoke({k: v for k, v in task.items() if v})
     console.print(state["answer"])
     version = state.get("adapter_version")
     console.print(
@@ -149,3 +153,12 @@ def run(
         f"retrieved {len(state.get('retrieved', []))} demonstrations; "
         f"{'logged as a demonstration' if state.get('demonstration_id') else 'not logged'}[/]"
     )
+
+
+def _is_utf8(text: str) -> bool:
+    """Bytes that are not UTF-8 reach Python's argv as lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -21,7 +21,7 @@ memory_app = typer.Typer(help="The demonstration store.")
 @memory_app.command("list")
 def memory_list(
     status: str | None = typer.Option(None, help="pending, claimed, consolidated, rejected"),
-    limit: int = typer.Option(20, help="rows to show"),
+    limit: int = typer.Option(20, min=1, help="rows to show (at least 1)"),
     home: HomeOption = None,
     tenant: TenantOption = None,
 ):

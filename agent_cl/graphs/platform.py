@@ -11,6 +11,7 @@ from agent_cl.config import Settings
 from agent_cl.graphs.agent import build_agent
 from agent_cl.memory.chroma import ChromaDemonstrationStore
 from agent_cl.models.provision import resolve_model_dir
+from agent_cl.serving.backend import AdapterLoadError
 from agent_cl.serving.chat_model import BackendChatModel
 from agent_cl.serving.local_backend import LocalBackend
 
@@ -29,6 +30,12 @@ def build_default_agent(settings: Settings):
     )
     current = registry.current()
     if current is not None:
-        backend.swap(current.version, current.path)
+        try:
+            backend.swap(current.version, current.path)
+        except AdapterLoadError as exc:  # damaged on disk since it was published
+            raise AdapterLoadError(
+                f"the current adapter v{current.version} cannot be served ({exc}); run "
+                "`agent-cl adapters repair`, or `agent-cl adapters rollback`"
+            ) from exc
     store = ChromaDemonstrationStore.for_settings(settings)
     return build_agent(BackendChatModel(backend=backend), store, tenant=settings.tenant)

@@ -16,9 +16,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from agent_cl.config import Settings
-from agent_cl.durable import LockedError, ProcessLock
+from agent_cl.durable import CorruptFileError, LockedError, ProcessLock
 
 WRITER_LOCK = ".agent-cl-writer.lock"
+STORE_FIX = (
+    "restore the store folder from a backup, or move it aside to start an empty store "
+    "(its demonstrations are lost with it)"
+)
 _WRITER_PID = ".agent-cl-writer.pid"
 
 
@@ -92,6 +96,7 @@ class ChromaConnection:
         `close()` or exit (StoreLockedError when another process has it)."""
         import chromadb
         from chromadb.config import Settings as ChromaSettings
+        from chromadb.errors import ChromaError
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -101,6 +106,9 @@ class ChromaConnection:
                 path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
             )
             store = cls(client, **kwargs)
+        except ChromaError as exc:  # a truncated or foreign file: say which and what to do
+            WRITER_LOCKS.release(path)
+            raise CorruptFileError(path, f"Chroma cannot open it: {exc}", STORE_FIX) from exc
         except BaseException:
             WRITER_LOCKS.release(path)
             raise

@@ -96,6 +96,7 @@ def generate_batch(
 ) -> list[str]:
     """Answer each conversation; greedy when temperature is 0."""
     texts = [render_prompt(tokenizer, conv) for conv in conversations]
+    check_fits_window(model, tokenizer, texts, max_new_tokens)
     outputs: list[str] = []
     for start in range(0, len(texts), batch_size):
         ids = generate_ids(
@@ -108,6 +109,27 @@ def generate_batch(
         )
         outputs.extend(tokenizer.batch_decode(ids, skip_special_tokens=True))
     return [o.strip() for o in outputs]
+
+
+class ContextTooLongError(ValueError):
+    """A conversation that leaves no room in the model's window for the answer."""
+
+
+def check_fits_window(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], new: int
+) -> None:
+    """Refuse, naming the budget, rather than let the model read a truncated or overlong
+    prompt: past its trained window a small model's answers are garbage, silently."""
+    window = getattr(model.config, "max_position_embeddings", None)
+    if not window:
+        return
+    for text in texts:
+        length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if length + new > window:
+            raise ContextTooLongError(
+                f"the conversation is {length} tokens and the answer may take {new}; the model "
+                f"reads at most {window}: shorten the context (or the retrieved demonstrations)"
+            )
 
 
 def generate_ids(

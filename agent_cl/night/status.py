@@ -101,6 +101,8 @@ def last_night(settings: Settings, tenant: str) -> str:
     if found is None or found.data is None:
         return "never"
     report, gate = found.data, found.data.get("gate") or {}
+    if not isinstance(gate, dict):
+        return f"{found.finished} {report.get('status')} (unreadable gate in {found.path.name})"
     if not gate:
         verdict = "no gate"
     elif gate.get("reason") == "gate disabled":
