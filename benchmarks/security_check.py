@@ -44,7 +44,14 @@ ROUTES = [  # served by agent-cl, and some vLLM mounts that agent-cl never uses
     ("GET", "/version", None),
 ]
 ADMIN_ONLY = {"/v1/agent-cl/aliases PUT", "/v1/load_lora_adapter", "/v1/unload_lora_adapter"}
-SERVED = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/agent-cl/aliases"}
+SERVED = {  # the routes agent-cl uses; every other one must be refused whatever the key
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/models",
+    "/v1/agent-cl/aliases",
+    "/v1/load_lora_adapter",
+    "/v1/unload_lora_adapter",
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -129,9 +136,8 @@ def probe_unauthorized(client) -> list[str]:
         for headers in bad:
             if send(client, method, path, body, headers).is_success:
                 leaks.append(f"{method} {path} with {headers or 'no key'}")
-        raw = client.build_request(method, path, json=body)
-        raw.headers["Authorization"] = b"Bearer \xff\xfe"
-        if client.send(raw).is_success:
+        not_utf8 = [(b"authorization", b"Bearer \xff\xfe")]
+        if client.send(client.build_request(method, path, json=body, headers=not_utf8)).is_success:
             leaks.append(f"{method} {path} with a non-UTF-8 key")
         for key in (ADMIN_KEY, TENANT_KEY):
             if path not in SERVED and send(client, method, path, body, auth(key)).is_success:

