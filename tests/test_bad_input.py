@@ -196,3 +196,29 @@ def test_any_cli_arguments_end_in_exit_0_or_2(home, tenant, limit):
     for args in (["status", "--tenant", tenant], ["memory", "list", "--limit", limit]):
         result = runner.invoke(app, [a.replace("\x00", "") for a in args])
         assert result.exit_code in (0, 2), (args, result.output, result.exception)
+
+
+def test_debug_shows_the_traceback_the_one_line_hides(home):
+    from agent_cl.adapters.registry import UnknownAdapterVersionError
+
+    one_line_error(runner.invoke(app, ["adapters", "rollback", "5"]), "version 5 does not exist")
+    debug = runner.invoke(app, ["--debug", "adapters", "rollback", "5"])
+    assert isinstance(debug.exception, UnknownAdapterVersionError)
+
+
+def test_an_unexpected_error_is_one_line_with_exit_1(home, monkeypatch, capsys):
+    import sys
+
+    from agent_cl.cli import main
+    from agent_cl.night import status
+
+    def broken(*args, **kwargs):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(status, "home_status", broken)
+    monkeypatch.setattr(sys, "argv", ["agent-cl", "status"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert "OSError: disk on fire" in err and "--debug" in err and "Traceback" not in err

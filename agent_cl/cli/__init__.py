@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from agent_cl.cli.adapters import adapters_app
-from agent_cl.cli.common import CONFIG_PATH, err
+from agent_cl.cli.common import CONFIG_PATH, DEBUG, err
 from agent_cl.cli.day import demo, init, run
 from agent_cl.cli.eval import evaluate
 from agent_cl.cli.memory import memory_app
@@ -39,11 +40,13 @@ def options(
     config: Path | None = typer.Option(
         None, "--config", help="settings file (default ./agent-cl.toml; docs/configuration.md)"
     ),
+    debug: bool = typer.Option(False, "--debug", help="show tracebacks instead of one line"),
 ):
     """A LangGraph agent that gets better overnight."""
     CONFIG_PATH.clear()  # one invocation's --config never leaks into the next (tests, apps)
     if config is not None:
         CONFIG_PATH.append(config)
+    DEBUG[:] = [debug]
 
 
 def main() -> None:
@@ -52,6 +55,15 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception as exc:  # a bug or an environment problem: one line unless --debug
+        if any(DEBUG):
+            raise
+        err.print(
+            f"[bold red]error:[/] {escape(f'{type(exc).__name__}: {exc}')} "
+            "(agent-cl --debug ... shows the traceback)",
+            soft_wrap=True,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

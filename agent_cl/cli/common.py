@@ -47,6 +47,7 @@ ServerOption = Annotated[
 
 
 CONFIG_PATH: list[Path] = []  # set by the app's --config option
+DEBUG: list[bool] = []  # set by the app's --debug option: tracebacks instead of one line
 
 
 def settings_for(home: Path | None = None, tenant: str | None = None, **overrides) -> Settings:
@@ -82,6 +83,8 @@ def user_errors(*kinds: type[Exception]):
     try:
         yield
     except (ValueError, *known, *kinds) as exc:
+        if any(DEBUG):
+            raise
         fail(str(exc))
 
 
