@@ -222,3 +222,9 @@ def test_an_unexpected_error_is_one_line_with_exit_1(home, monkeypatch, capsys):
     assert exited.value.code == 1
     err = capsys.readouterr().err
     assert "OSError: disk on fire" in err and "--debug" in err and "Traceback" not in err
+
+
+def test_run_with_a_context_past_the_window_is_one_line(home, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("AGENT_CL_MODEL_DIR", str(tiny_model_dir))
+    result = runner.invoke(app, ["run", "Who leads it?", "--context", "word " * 600])
+    one_line_error(result, "tokens", "reads at most 512", "shorten the context")
