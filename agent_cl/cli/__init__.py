@@ -3,8 +3,8 @@
 The only package that imports typer; rich is used for tables and progress bars. Library errors
 a user can fix (bad options, a missing model, an unreachable server) become one red line and
 exit code 2, never a traceback. Each command lives in the module named for its part of the
-product: `day` (init, demo, run), `night` (sleep, daemon, status), `adapters`, `serve`,
-`memory`, `eval`; what they share is in `common`.
+product: `day` (init, demo, run), `night` (sleep, daemon, status), `report`, `adapters`,
+`serve`, `memory`, `eval`; what they share is in `common`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from agent_cl.cli.day import demo, init, run
 from agent_cl.cli.eval import evaluate
 from agent_cl.cli.memory import memory_app
 from agent_cl.cli.night import daemon, sleep, status
+from agent_cl.cli.report import report
 from agent_cl.cli.serve import serve
 
 app = typer.Typer(
@@ -30,7 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(memory_app, name="memory")
-for command in (init, demo, run, sleep, daemon, status, serve):
+for command in (init, demo, run, sleep, daemon, status, report, serve):
     app.command()(command)
 app.command("eval")(evaluate)
 
