@@ -293,7 +293,10 @@ class AdapterRegistry:
         return None
 
 
-def registry_for(settings: Settings, tenant: str | None = None) -> AdapterRegistry:
+def registry_for(
+    settings: Settings, tenant: str | None = None, rules: AdapterRules | None = None
+) -> AdapterRegistry:
     """`tenant`'s registry (default: the settings' tenant) under the home's rules: what every
-    part of the product opens, so no registry is ever built without them."""
-    return AdapterRegistry(settings.paths(tenant).adapters, rules_for(settings))
+    part of the product opens, so no registry is ever built without them. A caller opening
+    many tenants passes `rules_for(settings)` once (it reads the base model's manifest)."""
+    return AdapterRegistry(settings.paths(tenant).adapters, rules or rules_for(settings))

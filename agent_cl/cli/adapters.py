@@ -7,13 +7,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from agent_cl.adapters.registry import registry_for
 from agent_cl.cli.common import (
     HomeOption,
     ServerOption,
     TenantOption,
     console,
     quiet_libraries,
-    registry_for,
     settings_for,
     user_errors,
 )
@@ -24,7 +24,7 @@ adapters_app = typer.Typer(help="The adapter registry: versions, current, rollba
 @adapters_app.command("list")
 def adapters_list(home: HomeOption = None, tenant: TenantOption = None):
     """Every published version; the current one is starred."""
-    registry = registry_for(home, tenant)
+    registry = registry_for(settings_for(home, tenant))
     with user_errors():
         current = registry.current()
         versions = registry.versions()
@@ -49,7 +49,7 @@ def adapters_current(
     from agent_cl.serving.replicas import replicas_for
 
     settings = settings_for(home, tenant, servers=tuple(server) if server else None)
-    registry = registry_for(home, tenant)
+    registry = registry_for(settings)
     with user_errors():
         current = registry.current()
         console.print(
@@ -75,7 +75,7 @@ def adapters_rollback(
     from agent_cl.serving.replicas import replicas_for
 
     settings = settings_for(home, tenant, servers=tuple(server) if server else None)
-    registry = registry_for(home, tenant)
+    registry = registry_for(settings)
     with user_errors(UnknownAdapterVersionError, AdapterLoadError):
         target = replicas_for(settings, registry, settings.tenant) if server else registry
         now = target.rollback(version)
@@ -113,7 +113,7 @@ def adapters_merge(
     from agent_cl.models.provision import resolve_model_dir
 
     settings = settings_for(home, tenant)
-    registry = registry_for(home, tenant)
+    registry = registry_for(settings)
     with user_errors(UnknownAdapterVersionError, InvalidAdapterError, FileExistsError):
         chosen = registry.get(version) if version is not None else registry.current()
         if chosen is None:

@@ -108,13 +108,6 @@ def progress_bar() -> Progress:
     )
 
 
-def registry_for(home: Path | None, tenant: str | None):
-    """The tenant's registry under the home's adapter rules (rank, base model, versions kept)."""
-    from agent_cl.adapters.registry import registry_for as library_registry_for
-
-    return library_registry_for(settings_for(home, tenant))
-
-
 # The options a night takes, declared once for `sleep` and `daemon`: option name -> (its
 # annotated type, the Settings field it overrides).
 NIGHT_OPTIONS: dict[str, tuple[object, str]] = {

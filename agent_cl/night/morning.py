@@ -19,7 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_cl.adapters.registry import registry_for
+from agent_cl.adapters.registry import AdapterRegistry, registry_for
+from agent_cl.adapters.rules import rules_for
 from agent_cl.config import Settings, Tenant
 from agent_cl.durable import CorruptFileError, LockedError
 from agent_cl.night.reports import read_reports
@@ -62,11 +63,12 @@ def collect(settings: Settings) -> Morning:
     counts = _store_counts(settings, unreadable)
     names = sorted({*settings.known_tenants(), *by_tenant, *counts})
     tenants = []
+    rules = rules_for(settings)
     for name in names:
         # reports come newest first by file name (time, then run id): oldest first here
         morning = TenantMorning(name, nights=list(reversed(by_tenant.get(name, []))))
         morning.store = counts.get(name, {})
-        _read_registry(settings, morning, unreadable)
+        _read_registry(registry_for(settings, Tenant(name), rules), morning, unreadable)
         if morning.nights or morning.versions or morning.store:  # the settings' own
             morning.served = served_by_servers(settings, name)  # tenant may be empty
             tenants.append(morning)
@@ -113,8 +115,9 @@ def _store_counts(settings: Settings, unreadable: list[str]) -> dict[str, dict[s
         return {}
 
 
-def _read_registry(settings: Settings, morning: TenantMorning, unreadable: list[str]) -> None:
-    registry = registry_for(settings, Tenant(morning.tenant))
+def _read_registry(
+    registry: AdapterRegistry, morning: TenantMorning, unreadable: list[str]
+) -> None:
     try:
         current = registry.current()
         versions = registry.versions()

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_cl.adapters.registry import registry_for
+from agent_cl.adapters.registry import AdapterRegistry, registry_for
+from agent_cl.adapters.rules import rules_for
 from agent_cl.config import Settings, Tenant, vllm_api_key
 from agent_cl.durable import LockedError
 from agent_cl.night.reports import last_report
@@ -43,10 +44,11 @@ def home_status(settings: Settings, only: str | None = None) -> HomeStatus:
     ready = read_manifest(model_dir) is not None or (model_dir / "config.json").exists()
     pending = pending_counts(settings)
     names = [Tenant(only)] if only else sorted({*settings.known_tenants(), *pending})
+    rules = rules_for(settings)
     rows = [
         TenantStatus(
             tenant=name,
-            current=_current(settings, name),
+            current=_current(registry_for(settings, name, rules)),
             served=served_by_servers(settings, name),
             pending=pending.get(name, 0),
             last_night=last_night(settings, name),
@@ -57,8 +59,8 @@ def home_status(settings: Settings, only: str | None = None) -> HomeStatus:
     return HomeStatus(settings.home, model_dir, ready, store, next_night(settings), rows)
 
 
-def _current(settings: Settings, tenant: str) -> str:
-    current = registry_for(settings, tenant).current()
+def _current(registry: AdapterRegistry) -> str:
+    current = registry.current()
     return "base" if current is None else f"v{current.version}"
 
 
