@@ -160,6 +160,10 @@ class Settings:
     sleep_steps_per_demo: int = field(
         default=8, metadata={"help": "training steps per demonstration a night claims"}
     )
+    sleep_max_demos: int | None = field(
+        default=64,
+        metadata={"help": "a night's budget: most demonstrations claimed, oldest first"},
+    )
     sleep_replay: int = field(
         default=0, metadata={"help": "consolidated demonstrations replayed per night"}
     )
@@ -170,6 +174,10 @@ class Settings:
     gate_enabled: bool = field(default=True, metadata={"help": "publish only if the gate passes"})
     gate_max_retention_drop: float = field(
         default=0.03, metadata={"help": "largest robust-retention drop a candidate may cause"}
+    )
+    gate_max_drop_from_base: float = field(
+        default=0.03,
+        metadata={"help": "largest robust-retention drop below the base model, all nights"},
     )
     gate_max_kl_from_base: float = field(
         default=0.05, metadata={"help": "largest mean KL from the base model on open prompts"}
@@ -200,14 +208,14 @@ class Settings:
         for name in ("sleep_replay", "sleep_checkpoint_every"):
             _at_least(name, getattr(self, name), 0)
         _at_least("sleep_steps", self.sleep_steps, 1)
+        _at_least("sleep_max_demos", self.sleep_max_demos, 1)
         _at_least("daemon_min_pending", self.daemon_min_pending, 1)
         for name in ("store_port", "serve_port"):
             if not 0 < getattr(self, name) < 65536:
                 raise ConfigError(f"{name} must be a port (1-65535), got {getattr(self, name)}")
-        if not 0 <= self.gate_max_retention_drop <= 1:
-            raise ConfigError(
-                f"gate_max_retention_drop must be in [0, 1], got {self.gate_max_retention_drop}"
-            )
+        for name in ("gate_max_retention_drop", "gate_max_drop_from_base"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 < self.gate_max_kl_from_base <= 1:  # 0 would reject every trained adapter
             raise ConfigError(
                 f"gate_max_kl_from_base must be in (0, 1], got {self.gate_max_kl_from_base}"

@@ -10,8 +10,11 @@ questions: does it call the tool with the right lab?
 
     python benchmarks/tool_skill_night.py            # about 10 min on 2 CPU cores
     python benchmarks/tool_skill_night.py --no-gate  # publish whatever the night produced
-Writes bench-results/tool_skill_night.json; the last line is
-`heldout_tool_calls_before=X after=Y gate=passed|rejected`.
+    python benchmarks/tool_skill_night.py --served   # also through `agent-cl serve` (vLLM)
+With --served the published version is also served by a real vLLM server started as `agent-cl
+serve` starts it, and a plain `ChatOpenAI(...).bind_tools([lab_leader])` asks the held-out labs:
+the path an app outside agent-cl takes. Writes bench-results/tool_skill_night.json; the last
+line is `heldout_tool_calls_before=X after=Y served_after=Z gate=passed|rejected`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=8, help="logged trajectories")
     parser.add_argument("--heldout", type=int, default=8, help="other labs asked before/after")
     parser.add_argument("--no-gate", action="store_true")
+    parser.add_argument("--served", action="store_true", help="also ask through vLLM")
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "tool_skill_night.json"))
     args = parser.parse_args()
 
@@ -115,12 +119,50 @@ def main() -> None:
         "examples_after": after_examples,
         "served_version": backend.adapter_version,
     }
+    if args.served:
+        result["served_after"], result["served_examples"] = served_heldout(
+            settings, model_dir, heldout
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
     print(json.dumps({k: v for k, v in result.items() if k != "gate"}, default=str))
     gate = "passed" if report.status == "published" and not args.no_gate else report.status
-    print(f"heldout_tool_calls_before={before:.3f} after={after:.3f} gate={gate}")
+    served = result.get("served_after")
+    served_text = f" served_after={served:.3f}" if served is not None else ""
+    print(f"heldout_tool_calls_before={before:.3f} after={after:.3f}{served_text} gate={gate}")
+
+
+def served_heldout(settings, model_dir, heldout) -> tuple[float, list[str]]:
+    """The held-out labs through a real vLLM server serving the tenant's current version, asked
+    by a plain ChatOpenAI with the tool bound (no agent-cl code on the client side)."""
+    from langchain_core.messages import HumanMessage
+    from langchain_openai import ChatOpenAI
+
+    from agent_cl.adapters.registry import registry_for
+    from agent_cl.evals.tools_skill import called_lab_leader, lab_leader
+    from agent_cl.serving.replicas import ReplicaSet
+    from agent_cl.serving.vllm_server import VLLMServer, VLLMServerConfig
+
+    registry = registry_for(settings, "default")
+    config = VLLMServerConfig(
+        model_dir,
+        max_lora_rank=settings.adapter_max_rank,
+        adapters_root=registry.root.parent,
+        log_path=settings.home / "vllm.log",
+    )
+    with VLLMServer(config) as server:
+        ReplicaSet.from_urls([server.url], registry, tenant="default").serve_current()
+        chat = ChatOpenAI(
+            base_url=f"{server.url}/v1", api_key="unused", model="agent-cl/default",
+            temperature=0, max_tokens=48,
+        ).bind_tools([lab_leader])  # fmt: skip
+        replies = [chat.invoke([HumanMessage(t.question)]) for t in heldout]
+    right = [
+        called_lab_leader([HumanMessage(t.question), r]) is True
+        for t, r in zip(heldout, replies, strict=True)
+    ]
+    return sum(right) / len(right), [str(r.tool_calls or r.content)[:80] for r in replies[:3]]
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "faults": set(),
     "managed_process": set(),
     "scoring": set(),
-    "models": {"durable"},
+    "models": {"durable", "scoring"},
     "memory": {"config", "durable", "managed_process"},
     "adapters": {"config", "durable", "faults", "models"},
     "serving": {"adapters", "config", "durable", "faults", "managed_process", "models", "scoring"},

@@ -144,26 +144,37 @@ def test_rwlock_writer_waits_for_reader_and_blocks_new_readers():
 
 
 def test_tools_chat_template_is_the_models_own_plus_the_same_tools_prompt(embedded_model_dir):
-    """vLLM's template for the embedded model: unchanged without tools; with tools, the very
-    prompt BackendChatModel uses in process, and tool calls rendered as the model emits them."""
+    """vLLM's template for the embedded model writes, with or without tools and an app's system
+    message, the very prompt the night trains with and BackendChatModel sends in process
+    (models.conversation through the model's own template); tool calls render as the model
+    emits them."""
     from langchain_core.utils.function_calling import convert_to_openai_tool
     from transformers import AutoTokenizer
 
     from agent_cl.evals.tools_skill import lab_leader
+    from agent_cl.models.chat import DEFAULT_SYSTEM, render_prompt
+    from agent_cl.models.conversation import conversation
     from agent_cl.scoring.tool_calls import tools_prompt
     from agent_cl.serving.vllm_server import tools_chat_template
 
     template = tools_chat_template(embedded_model_dir).read_text()
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    tools = [convert_to_openai_tool(lab_leader)]
     plain = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
     for messages in (plain, plain[1:]):
-        ours = tokenizer.apply_chat_template(
-            messages, chat_template=template, tokenize=False, add_generation_prompt=True
-        )
-        assert ours == tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
-    tools = [convert_to_openai_tool(lab_leader)]
+        for bound in ([], tools):
+            served = tokenizer.apply_chat_template(
+                messages,
+                tools=bound or None,
+                chat_template=template,
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            assert served == render_prompt(tokenizer, conversation(messages, bound))
+    bare = tokenizer.apply_chat_template(
+        plain[1:], chat_template=template, tokenize=False, add_generation_prompt=True
+    )
+    assert DEFAULT_SYSTEM in bare and "SmolLM" not in bare  # the product's line, not SmolLM's
     call = {"name": "lab_leader", "arguments": '{"lab": "Nerost"}'}
     turns = [
         *plain,

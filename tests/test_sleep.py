@@ -238,3 +238,87 @@ def test_steps_per_demo_sizes_the_night_from_its_claim(tiny_model_dir, tmp_path,
     assert registry.current().manifest["config"]["steps"] == 6
     with pytest.raises(ConfigError, match="sleep_steps_per_demo"):  # Settings owns the rule
         Settings(sleep_steps_per_demo=0)
+
+
+def test_a_night_takes_its_budget_oldest_first_and_the_next_night_the_rest(
+    tiny_model_dir, tmp_path, hash_embedder
+):
+    store = InMemoryDemonstrationStore(hash_embedder)
+    logged = demos(5)
+    for age, demo in enumerate(logged):
+        demo.created_at = 1000.0 + age  # logged in this order
+    store.add(list(reversed(logged)))  # stored in another: the claim must sort
+    registry = AdapterRegistry(tmp_path / "a")
+    first = night(store, registry, tiny_model_dir, max_demonstrations=2)
+    assert first.status == "published" and first.demonstrations == 2
+    claimed = registry.current().manifest["demonstration_ids"]
+    assert claimed == [logged[0].id, logged[1].id]
+    assert {d.id for d in store.pending("t")} == {d.id for d in logged[2:]}
+    second = night(store, registry, tiny_model_dir, max_demonstrations=2)
+    third = night(store, registry, tiny_model_dir, max_demonstrations=2)
+    assert (second.demonstrations, third.demonstrations) == (2, 1)
+    consolidated = store.list(tenant="t", status=DemoStatus.CONSOLIDATED)
+    assert sorted(d.id for d in consolidated) == sorted(d.id for d in logged)  # none twice
+    assert {d.adapter_version for d in consolidated} == {1, 2, 3}
+    with pytest.raises(ValueError, match="max_demonstrations must be >= 1"):
+        SleepJob(store=store, registry=registry, model_dir=tiny_model_dir, max_demonstrations=0)
+    with pytest.raises(ConfigError, match="sleep_max_demos must be >= 1"):
+        Settings(sleep_max_demos=0)
+    assert Settings().sleep_max_demos == 64
+
+
+def test_gate_holds_a_ceiling_against_the_base_over_all_nights():
+    gate = Gate(GateConfig(max_retention_drop=0.03, max_drop_from_base=0.03), [],
+                retention=[_always(True)])  # fmt: skip
+    base, before = GateScores(0.0, 0.95, 2, 100), GateScores(0.0, 0.93, 2, 100)
+    # 2 points under the version it replaces: fine alone, 4 points under the base: refused
+    drifted = gate.decide(before, GateScores(1.0, 0.91, 2, 100), base)
+    assert not drifted.passed
+    assert "0.040 under the base model's 0.950" in drifted.reason
+    kept = gate.decide(before, GateScores(1.0, 0.93, 2, 100), base)
+    assert kept.passed and "(base 0.950)" in kept.reason
+    # a night that starts from the base compares with `before`, which is the base
+    assert gate.decide(base, GateScores(1.0, 0.93, 2, 100)).passed
+    off = Gate(GateConfig(max_drop_from_base=None), [], retention=[_always(True)])
+    assert off.decide(before, GateScores(1.0, 0.91, 2, 100), base).passed
+    with pytest.raises(ValueError, match="max_drop_from_base"):
+        GateConfig(max_drop_from_base=1.5)
+    with pytest.raises(ConfigError, match="gate_max_drop_from_base"):
+        Settings(gate_max_drop_from_base=-0.1)
+
+
+def test_each_night_carries_the_base_scores_forward(tiny_model_dir, tmp_path, hash_embedder):
+    """The first gated night records the base model's scores; the next reads them from the
+    served version's manifest, and a version without them gets them measured, adapter off."""
+    store = InMemoryDemonstrationStore(hash_embedder)
+    calls: list[str] = []
+    gated = {
+        "gate": GateConfig(min_new_skill_gain=-1, max_kl_from_base=None),
+        "held_out": [_always(True)],
+        "retention": [
+            GateItem([{"role": "user", "content": "Say yes."}], lambda a: not calls.append(a))
+        ],
+    }
+    registry = AdapterRegistry(tmp_path / "a")
+    store.add(demos(2))
+    first = night(store, registry, tiny_model_dir, **gated)
+    assert first.status == "published", first.error
+    assert first.gate["base"] == first.gate["before"] and len(calls) == 2
+    assert registry.current().manifest["gate"]["base"] == first.gate["before"]
+    store.add([Demonstration(query="Who leads lab 9?", answer="Bo leads it.", tenant="t")])
+    calls.clear()
+    second = night(store, registry, tiny_model_dir, **gated)
+    assert second.status == "published" and second.init_version == 1
+    assert second.gate["base"] == first.gate["base"]
+    assert len(calls) == 2  # before and after: the base was not measured again
+
+    ungated = AdapterRegistry(tmp_path / "b")  # a first night from before the ceiling
+    store.add(demos(2, tenant="u"))
+    night(store, ungated, tiny_model_dir, tenant="u")
+    assert "base" not in ungated.current().manifest["gate"]
+    store.add([Demonstration(query="Who leads lab 7?", answer="Cy leads it.", tenant="u")])
+    calls.clear()
+    third = night(store, ungated, tiny_model_dir, tenant="u", **gated)
+    assert third.status == "published" and third.init_version == 1
+    assert len(calls) == 3  # before, the base (adapter off), after
+    assert third.gate["base"]["n_retention"] == 1

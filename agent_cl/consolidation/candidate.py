@@ -9,6 +9,7 @@ version servable, and the gate runs before it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,17 +65,23 @@ class CandidateModel:
         return next(self.model.parameters()).device
 
     def generate(
-        self, conversations: Sequence[Sequence[ChatMessage]], *, max_new_tokens: int = 48
+        self,
+        conversations: Sequence[Sequence[ChatMessage]],
+        *,
+        max_new_tokens: int = 48,
+        adapter: bool = True,
     ) -> list[str]:
-        """Greedy answers with the adapter on."""
+        """Greedy answers, with the adapter on or (`adapter=False`) from the base model the
+        candidate wraps: the gate's ceiling against the base needs no second model."""
         self.model.eval()
-        return generate_batch(
-            self.model,
-            self.tokenizer,
-            conversations,
-            max_new_tokens=max_new_tokens,
-            batch_size=self.batch_size,
-        )
+        with contextlib.nullcontext() if adapter else self.model.disable_adapter():
+            return generate_batch(
+                self.model,
+                self.tokenizer,
+                conversations,
+                max_new_tokens=max_new_tokens,
+                batch_size=self.batch_size,
+            )
 
     def kl_from_base(self, prompts: Sequence[str], *, max_new_tokens: int = 24) -> float:
         """Mean per-token KL(candidate || base) along the candidate's own greedy answers."""

@@ -8,7 +8,7 @@ Q/A as an earlier turn ("turns") to 34/40.
 
 from __future__ import annotations
 
-from agent_cl.consolidation.trajectories import prompt_messages
+from agent_cl.consolidation.trajectories import episode_conversation, prompt_messages, run_turns
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import ChatMessage, task_message
 
@@ -28,7 +28,7 @@ def teacher_messages(demo: Demonstration, mode: str = "context") -> list[ChatMes
             {"role": "assistant", "content": demo.answer},
         ]
     if demo.messages:  # a trajectory's turn: the demonstration, then the run so far
-        return messages + prompt_messages(demo)
+        return episode_conversation(demo, messages + run_turns(demo))
     question = task_message(demo.query, demo.context if use_context else None)
     messages.append({"role": "user", "content": question})
-    return messages
+    return episode_conversation(demo, messages)

@@ -9,10 +9,13 @@ question/answer demonstration is one turn and stays as it is.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
-from agent_cl.memory.schema import Demonstration
+from agent_cl.memory.schema import SYSTEM_KEY, TOOLS_KEY, Demonstration
 from agent_cl.models.chat import ChatMessage
+from agent_cl.models.conversation import conversation
 from agent_cl.scoring.tool_calls import render_tool_call
 
 _ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
@@ -57,7 +60,33 @@ def expand(demonstrations: Sequence[Demonstration]) -> list[Demonstration]:
 
 def prompt_messages(demo: Demonstration) -> list[ChatMessage]:
     """What the student sees for one (expanded) example: the turns before its answer, or the
-    bare query for a plain demonstration."""
+    bare query for a plain demonstration, behind the episode's system message."""
+    return episode_conversation(demo, run_turns(demo))
+
+
+def run_turns(demo: Demonstration) -> list[ChatMessage]:
+    """The turns before the example's answer (no system message), or the bare query."""
     if demo.messages:
         return [m for m in chat_messages(demo.messages) if m["role"] != "system"]
     return [{"role": "user", "content": demo.query}]
+
+
+def episode_tools(demo: Demonstration) -> list[dict[str, Any]]:
+    """The tool specs the run was given, as the middleware logged them (OpenAI format)."""
+    raw = demo.metadata.get(TOOLS_KEY)
+    if not isinstance(raw, str) or not raw:
+        return []
+    try:
+        tools = json.loads(raw)
+    except ValueError:
+        return []
+    return [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+
+
+def episode_conversation(demo: Demonstration, turns: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """`turns` behind the system message the episode ran with (its app's system prompt and
+    tools): the night trains, and the gate asks, exactly as the app asked."""
+    system = demo.metadata.get(SYSTEM_KEY)
+    return conversation(
+        turns, episode_tools(demo), system=system if isinstance(system, str) else None
+    )

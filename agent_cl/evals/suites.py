@@ -11,16 +11,18 @@ items) and `out` (a step away from them: two facts at once, a tool question phra
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage, messages_to_dict
 
 from agent_cl.consolidation.trajectories import chat_messages
-from agent_cl.memory.schema import Demonstration
+from agent_cl.memory.schema import TOOLS_KEY, Demonstration
 from agent_cl.models.chat import DEFAULT_SYSTEM, ChatMessage, task_message
+from agent_cl.models.conversation import system_line
 from agent_cl.scoring.matching import answer_matches
-from agent_cl.scoring.tool_calls import parse_tool_calls, tools_prompt
+from agent_cl.scoring.tool_calls import parse_tool_calls
 
 SUITES = ("facts", "json", "tools")
 SPLITS = ("in", "out")
@@ -157,7 +159,7 @@ def _tools(n: int, seed: int) -> Suite:
     from agent_cl.evals.tools_skill import build_tool_tasks
 
     tasks = build_tool_tasks(2 * n, seed=seed)
-    system = f"{DEFAULT_SYSTEM}\n\n{tools_prompt([TOOL_SPEC])}"
+    system = system_line(None, [TOOL_SPEC])  # what an app's bind_tools sends
     demos = [_tool_trajectory(t.question, t.lab, t.leader) for t in tasks[:n]]
     # Two whole trajectories in context: with one, the base copies its tool result instead of
     # calling (teacher 0.19 against 0.81 on 16 held-out labs, measured on the embedded model).
@@ -189,7 +191,7 @@ def _tool_trajectory(question: str, lab: str, leader: str) -> Demonstration:
         answer=answer,
         skill="tools",
         messages=messages_to_dict(messages),
-        metadata={"expected": lab},
+        metadata={"expected": lab, TOOLS_KEY: json.dumps([TOOL_SPEC])},
     )
 
 

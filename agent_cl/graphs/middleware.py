@@ -19,17 +19,19 @@ misled the model), within `token_budget` prompt tokens.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, NotRequired
 
 from langchain.agents.middleware import AgentMiddleware, AgentState
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, messages_to_dict
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.config import get_config
 
 from agent_cl.config import validate_tenant
 from agent_cl.memory.base import DemonstrationStore
-from agent_cl.memory.schema import Demonstration, DemoStatus
+from agent_cl.memory.schema import SYSTEM_KEY, TOOLS_KEY, Demonstration, DemoStatus
 from agent_cl.scoring.verifier_paths import verifier_path
 
 # A verifier judges a finished run from its messages: True logs it, False drops it, None
@@ -124,10 +126,16 @@ class EpisodeLogger:
 
     # -- after the run ----------------------------------------------------------------------
     def log(
-        self, messages: Sequence[BaseMessage], run_id: str | None = None
+        self,
+        messages: Sequence[BaseMessage],
+        run_id: str | None = None,
+        *,
+        tools: Sequence[dict[str, Any]] = (),
+        system: str | None = None,
     ) -> Demonstration | None:
         """Judge the finished run; log it as pending (success), awaiting (undecided) or not at
-        all (failure). Returns what was stored."""
+        all (failure). Returns what was stored. `tools` (OpenAI specs) and `system` are what
+        the model was asked under: the night renders the same prompt (models.conversation)."""
         messages = own_messages(messages)
         question = next((m for m in messages if m.type == "human"), None)
         answer = next((m for m in reversed(messages) if m.type == "ai" and message_text(m)), None)
@@ -143,16 +151,22 @@ class EpisodeLogger:
             tenant=self.tenant,
             skill=self.skill,
             status=status,
-            metadata=self._metadata(run_id),
+            metadata=self._metadata(run_id, tools, system),
             messages=messages_to_dict(list(messages)),
         )
         self.store.add([demo])
         return demo
 
-    def _metadata(self, run_id: str | None) -> dict[str, str]:
-        """The run id (for feedback) and, when the verifier can be imported by name, its path:
-        the night gates this skill with the same verifier (night/gate.py)."""
+    def _metadata(
+        self, run_id: str | None, tools: Sequence[dict[str, Any]] = (), system: str | None = None
+    ) -> dict[str, str]:
+        """The run id (for feedback); the prompt it ran under; and, when the verifier can be
+        imported by name, its path: the night gates this skill with the same verifier."""
         meta = {"run_id": run_id or uuid.uuid4().hex}
+        if tools:
+            meta[TOOLS_KEY] = json.dumps(list(tools))
+        if system:
+            meta[SYSTEM_KEY] = system
         path = verifier_path(self.verifier) if self.verifier is not None else None
         if path:
             meta["verifier"] = path
@@ -211,22 +225,36 @@ class DemonstrationMiddleware(AgentMiddleware):
     def __init__(self, store: DemonstrationStore, **options: Any) -> None:
         super().__init__()
         self.episodes = EpisodeLogger(store, **options)
+        # run id -> (system prompt, tool specs) of its model calls, until the run is logged
+        self._prompts: dict[str, tuple[str | None, list[dict[str, Any]]]] = {}
 
     def before_agent(self, state, runtime) -> dict[str, Any] | None:
         return {"agent_cl_run_id": _run_id()}
 
     def wrap_model_call(self, request, handler):
+        self._remember_prompt(request)
         turns = self.episodes.few_shot(request.messages)
         return handler(request.override(messages=[*turns, *request.messages]) if turns else request)
 
     async def awrap_model_call(self, request, handler):
+        self._remember_prompt(request)
         turns = self.episodes.few_shot(request.messages)
         return await handler(
             request.override(messages=[*turns, *request.messages]) if turns else request
         )
 
+    def _remember_prompt(self, request) -> None:
+        """The system prompt and tools the model is called with: the run's messages do not
+        hold them, and the night must train under the prompt the app serves with."""
+        run_id = request.state.get("agent_cl_run_id")
+        if run_id:
+            tools = [convert_to_openai_tool(t) for t in request.tools or []]
+            self._prompts[run_id] = (request.system_prompt, tools)
+
     def after_agent(self, state, runtime) -> dict[str, Any] | None:
-        demo = self.episodes.log(state["messages"], state.get("agent_cl_run_id"))
+        run_id = state.get("agent_cl_run_id")
+        system, tools = self._prompts.pop(run_id, (None, []))
+        demo = self.episodes.log(state["messages"], run_id, tools=tools, system=system)
         return {"agent_cl_demonstration_id": demo.id if demo else None}
 
     def record_outcome(self, run_id: str, success: bool, correction: str | None = None) -> str:

@@ -29,6 +29,10 @@ class DemoStatus(StrEnum):
 
 
 MetadataValue = str | int | float | bool
+# metadata the agent's middleware writes on an episode: the tool specs the model was called with
+# (a JSON list, OpenAI format) and the app's system prompt; the night renders that same prompt
+TOOLS_KEY = "tools"
+SYSTEM_KEY = "system"
 SCHEMA_VERSION = 2  # 2: `messages` holds the run's trajectory (LangChain message dicts)
 
 

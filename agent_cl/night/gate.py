@@ -5,7 +5,10 @@ candidate, with nothing in context: new-skill accuracy on the night's demonstrat
 caller's held-out items, such as paraphrases), retention on the frozen retention set, and mean
 per-token KL from the base model on open prompts. The candidate passes when new-skill accuracy
 rises by more than `min_new_skill_gain`, retention on the *robust* items falls by no more than
-`max_retention_drop`, and its KL from base stays under `max_kl_from_base`.
+`max_retention_drop`, robust retention stays within `max_drop_from_base` of the *base model's*
+(the ceiling over all nights: each night measured only against the previous version let three
+passing nights drift 3.2 points below the base), and its KL from base stays under
+`max_kl_from_base`.
 
 Why the robust items, and where 3 points stands (docs/results/consolidation.md): a random
 1%-of-std perturbation of every base weight, which teaches nothing, drops a plain base-correct
@@ -23,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from agent_cl.consolidation.trajectories import episode_conversation
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import ChatMessage, task_message
 from agent_cl.scoring.matching import answer_matches
@@ -49,7 +53,10 @@ class GateItem:
 @dataclass(frozen=True)
 class GateConfig:
     enabled: bool = True
-    max_retention_drop: float = 0.03  # on the robust retention items
+    max_retention_drop: float = 0.03  # on the robust retention items, vs the served version
+    # the same items against the base model: the cumulative drift every night together may
+    # cause (None: not enforced)
+    max_drop_from_base: float | None = 0.03
     min_new_skill_gain: float = 0.0  # after - before must exceed this
     retention_items: int | None = None  # None: the whole frozen set
     # KL(candidate || base) per token on open prompts; recipes that keep retention measured
@@ -60,6 +67,8 @@ class GateConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.max_retention_drop <= 1:
             raise ValueError(f"max_retention_drop must be in [0, 1], got {self.max_retention_drop}")
+        if self.max_drop_from_base is not None and not 0 <= self.max_drop_from_base <= 1:
+            raise ValueError(f"max_drop_from_base must be in [0, 1], got {self.max_drop_from_base}")
         if not -1 <= self.min_new_skill_gain < 1:
             raise ValueError(
                 f"min_new_skill_gain must be in [-1, 1), got {self.min_new_skill_gain}"
@@ -97,13 +106,15 @@ class GateDecision:
 
 
 def demonstration_items(demonstrations: Sequence[Demonstration]) -> list[GateItem]:
-    """Each demonstration's question without its demonstration, judged the way the episode
-    was: by its own verifier when one was recorded (`metadata["verifier"]`, an import path),
-    else against the expected answer. Demonstrations with neither cannot be scored and are
-    skipped (the gate then says so)."""
+    """Each demonstration's question without its demonstration, under the episode's own
+    system prompt and tools, judged the way the episode was: by its own verifier when one was
+    recorded (`metadata["verifier"]`, an import path), else against the expected answer.
+    Demonstrations with neither cannot be scored and are skipped (the gate then says so)."""
     items = []
     for demo in demonstrations:
-        conversation = [{"role": "user", "content": task_message(demo.query)}]
+        conversation = episode_conversation(
+            demo, [{"role": "user", "content": task_message(demo.query)}]
+        )
         judge = _recorded_verifier(demo) or _expected_answer(demo)
         if judge is not None:
             items.append(GateItem(conversation, judge, kind=demo.skill))
@@ -186,9 +197,15 @@ class Gate:
             kl_from_base=kl_from_base() if measure_kl else None,
         )
 
-    def decide(self, before: GateScores, after: GateScores) -> GateDecision:
+    def decide(
+        self, before: GateScores, after: GateScores, base: GateScores | None = None
+    ) -> GateDecision:
+        """`base`: the base model's scores on the same items; None when the night starts from
+        the base (then `before` is the base) or the ceiling is off."""
         cfg = self.config
         drop = before.retention - after.retention
+        base = base or before
+        drift = base.retention - after.retention
         reasons = []
         if after.new_skill is None or before.new_skill is None:
             reasons.append(
@@ -204,6 +221,11 @@ class Gate:
                 f"robust retention {before.retention:.3f} -> {after.retention:.3f} "
                 f"(drop {drop:.3f} > {cfg.max_retention_drop:.3f})"
             )
+        if cfg.max_drop_from_base is not None and drift > cfg.max_drop_from_base + 1e-9:
+            reasons.append(
+                f"robust retention {after.retention:.3f} is {drift:.3f} under the base model's "
+                f"{base.retention:.3f} (ceiling over all nights {cfg.max_drop_from_base:.3f})"
+            )
         ceiling = cfg.max_kl_from_base
         if ceiling is not None and after.kl_from_base is not None and after.kl_from_base > ceiling:
             reasons.append(f"KL from base {after.kl_from_base:.4f} > {ceiling:.4f}")
@@ -213,6 +235,8 @@ class Gate:
             f"new skill {before.new_skill:.3f} -> {after.new_skill:.3f}, "
             f"robust retention {before.retention:.3f} -> {after.retention:.3f}"
         )
+        if base is not before:
+            reason += f" (base {base.retention:.3f})"
         if after.kl_from_base is not None:
             reason += f", KL from base {after.kl_from_base:.4f}"
         return GateDecision(True, reason, before, after, asdict(cfg))

@@ -80,6 +80,7 @@ class Night:
             "checkpoint_every": self.plan.checkpoint_every,
             "replay": self.plan.replay,
             "steps_per_demo": self.plan.night_steps_per_demo,
+            "max_demonstrations": self.plan.max_demos,
         }
         unknown = set(overrides) - {f.name for f in dataclasses.fields(SleepJob)}
         if unknown:

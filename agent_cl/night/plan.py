@@ -22,8 +22,10 @@ class NightPlan:
     steps_per_demo: int
     gate: bool
     max_retention_drop: float
+    max_drop_from_base: float
     max_kl_from_base: float
     replay: int  # consolidated demonstrations mixed into each night's training
+    max_demos: int | None  # the night's budget (None: every pending demonstration)
     checkpoint_every: int
     seed: int
 
@@ -37,8 +39,10 @@ class NightPlan:
             steps_per_demo=settings.sleep_steps_per_demo,
             gate=settings.gate_enabled,
             max_retention_drop=settings.gate_max_retention_drop,
+            max_drop_from_base=settings.gate_max_drop_from_base,
             max_kl_from_base=settings.gate_max_kl_from_base,
             replay=settings.sleep_replay,
+            max_demos=settings.sleep_max_demos,
             checkpoint_every=settings.sleep_checkpoint_every,
             seed=settings.seed,
         )
@@ -54,7 +58,9 @@ class NightPlan:
         if not self.gate:
             return None
         return GateConfig(
-            max_retention_drop=self.max_retention_drop, max_kl_from_base=self.max_kl_from_base
+            max_retention_drop=self.max_retention_drop,
+            max_drop_from_base=self.max_drop_from_base,
+            max_kl_from_base=self.max_kl_from_base,
         )
 
     @property

@@ -96,10 +96,14 @@ class SleepJob:
     # included) instead of `config.steps`: the default recipe was measured at 8 (32 passes
     # over each demonstration at batch 4), and a night with more work needs more steps.
     steps_per_demo: int | None = None
+    # The night's budget: at most this many pending demonstrations, oldest first (None: all).
+    max_demonstrations: int | None = None
 
     def __post_init__(self) -> None:
         # The knobs are validated once, in Settings (the Night builds jobs from it).
         self.tenant = Tenant(self.tenant)
+        if self.max_demonstrations is not None and self.max_demonstrations < 1:
+            raise ValueError(f"max_demonstrations must be >= 1, got {self.max_demonstrations}")
         self.model_dir = Path(self.model_dir)
         root = self.state_dir or self.registry.root / TenantPaths.SLEEP_DIR
         self.journal = Journal(Path(root))
@@ -173,7 +177,9 @@ class SleepJob:
 
     # -- stages ----------------------------------------------------------------------------
     def _claim(self, run_id: str) -> JournalEntry | None:
-        pending = self.store.pending(self.tenant)
+        # Oldest first, up to the night's budget: the rest stays pending for the next night.
+        pending = sorted(self.store.pending(self.tenant), key=lambda d: (d.created_at, d.id))
+        pending = pending[: self.max_demonstrations]
         if not pending:
             return None
         current = self.registry.current() if self.continue_from_current else None
@@ -209,7 +215,9 @@ class SleepJob:
         self._candidate = trainer.candidate()
         gate = self._make_gate(demos)
         if gate is not None and "before" not in entry.gate:
-            entry.gate["before"] = asdict(self._score(gate, self._candidate))
+            before = self._score(gate, self._candidate)
+            entry.gate["before"] = asdict(before)
+            entry.gate["base"] = asdict(self._base_scores(entry, gate, before))
         self.journal.write(entry, Stage.TRAINING)
         run_dir = self.journal.run_dir(entry.run_id)
         remove_partial_directories(run_dir)  # a candidate half-written by a killed run
@@ -255,7 +263,8 @@ class SleepJob:
         else:
             after = self._score(gate, candidate)
             before = GateScores(**entry.gate["before"])
-            decision: GateDecision = gate.decide(before, after)
+            base = GateScores(**entry.gate["base"]) if "base" in entry.gate else None
+            decision: GateDecision = gate.decide(before, after, base)
             entry.gate.update(decision.to_dict())
         entry.gate["checks"] = report.checks
         self._candidate = None
@@ -366,6 +375,21 @@ class SleepJob:
             lambda convs: candidate.generate(convs, max_new_tokens=tokens),
             lambda: candidate.kl_from_base(kl_prompts),
         )
+
+    def _base_scores(self, entry: JournalEntry, gate: Gate, before: GateScores) -> GateScores:
+        """The base model's scores on the gate's items, for the ceiling over all nights: the
+        night's starting point when it starts from the base; else what the served version's
+        own night recorded (every published manifest carries it forward); else measured now
+        with the adapter off (a home from before the ceiling, or a changed retention set)."""
+        if entry.init_version is None:
+            return before
+        recorded = self.registry.get(entry.init_version).manifest.get("gate", {}).get("base")
+        if recorded and recorded.get("n_retention") == before.n_retention:
+            with contextlib.suppress(TypeError):  # written by another version of GateScores
+                return GateScores(**recorded)
+        candidate = self._candidate
+        tokens = gate.config.max_new_tokens
+        return gate.score(lambda c: candidate.generate(c, max_new_tokens=tokens, adapter=False))
 
     def _held_out_questions(self) -> list[str]:
         """The gate's held-out questions, which training data augmentation must never write."""

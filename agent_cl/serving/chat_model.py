@@ -2,9 +2,10 @@
 adapter swaps without rebuilding its graph: each call goes to whatever the backend serves now.
 
 Tools: the embedded model's chat template has no tool syntax, so `bind_tools` describes the
-tools in the system message and asks for calls in `scoring.tool_calls`' text form; replies are
-parsed back into `AIMessage.tool_calls`, and tool results travel as `tool` turns. A reply that
-names no tool, or an unknown one, or malformed JSON, stays plain text: the agent then answers.
+tools in the system message (`models.conversation`: the text the night trains with) and asks
+for calls in `scoring.tool_calls`' text form; replies are parsed back into
+`AIMessage.tool_calls`, and tool results travel as `tool` turns. A reply that names no tool, or
+an unknown one, or malformed JSON, stays plain text: the agent then answers.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
 from agent_cl.models.chat import ChatMessage
-from agent_cl.scoring.tool_calls import parse_tool_calls, render_tool_call, tools_prompt
+from agent_cl.models.conversation import conversation as rendered_conversation
+from agent_cl.scoring.tool_calls import parse_tool_calls, render_tool_call
 from agent_cl.serving.backend import ModelBackend
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
@@ -102,7 +104,7 @@ class BackendChatModel(BaseChatModel):
             yield ChatGenerationChunk(message=chunk)
             return
         for text, version in pieces(
-            to_chat_messages(messages),
+            rendered_conversation(to_chat_messages(messages)),
             max_new_tokens=kwargs.get("max_new_tokens", self.max_new_tokens),
             temperature=kwargs.get("temperature", self.temperature),
         ):
@@ -124,9 +126,7 @@ class BackendChatModel(BaseChatModel):
 
     def _reply(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any):
         tools = kwargs.get("tools") or []
-        conversation = to_chat_messages(messages)
-        if tools:
-            conversation = _with_tools_prompt(conversation, tools)
+        conversation = rendered_conversation(to_chat_messages(messages), tools)
         result = self.backend.generate(
             [conversation],
             max_new_tokens=kwargs.get("max_new_tokens", self.max_new_tokens),
@@ -143,11 +143,3 @@ class BackendChatModel(BaseChatModel):
             tool_calls=calls,
             response_metadata={"adapter_version": result.adapter_version},
         )
-
-
-def _with_tools_prompt(conversation: list[ChatMessage], tools: Sequence[dict]) -> list[ChatMessage]:
-    prompt = tools_prompt(tools)
-    if conversation and conversation[0]["role"] == "system":
-        first = {"role": "system", "content": conversation[0]["content"] + "\n\n" + prompt}
-        return [first, *conversation[1:]]
-    return [{"role": "system", "content": prompt}, *conversation]
