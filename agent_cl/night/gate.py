@@ -235,7 +235,7 @@ class Gate:
             f"new skill {before.new_skill:.3f} -> {after.new_skill:.3f}, "
             f"robust retention {before.retention:.3f} -> {after.retention:.3f}"
         )
-        if base is not before:
+        if base.retention != before.retention:
             reason += f" (base {base.retention:.3f})"
         if after.kl_from_base is not None:
             reason += f", KL from base {after.kl_from_base:.4f}"
