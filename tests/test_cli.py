@@ -43,6 +43,9 @@ def test_bad_options_fail_before_any_work(tmp_path):
     assert result.exit_code == 2 and "at least 2 facts" in result.output
     result = runner.invoke(app, ["memory", "list", "--status", "lost", "--home", str(tmp_path)])
     assert result.exit_code == 2 and "unknown status" in result.output
+    result = runner.invoke(app, ["sleep", "--max-demos", "0", "--home", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output == "error: sleep_max_demos must be >= 1, got 0\n"  # one line
 
 
 def test_sleep_without_model_says_run_init(tmp_path):

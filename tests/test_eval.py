@@ -191,6 +191,18 @@ def test_quick_eval_on_the_embedded_model(tmp_path):
             assert row["prompt_tokens"] > 10 and row["latency_ms"] > 0
     text, none = units["one-night/facts/s0/text"], units["one-night/facts/s0/none"]
     assert text["prompt_tokens"] > none["prompt_tokens"]  # retrieval put demonstrations in
+    # the comparisons the eval exists for, at the resolution of its tiny sets
+    for suite in ("facts", "json", "tools"):
+        text, default = units[f"one-night/{suite}/s0/text"], units[f"one-night/{suite}/s0/default"]
+        assert text["prompt_tokens"] > default["prompt_tokens"], suite  # memory costs tokens
+        assert text["retention_prompts_with_memory"] > 0  # top-k memory reaches every prompt
+        assert default["retention_prompts_with_memory"] == 0
+        # the default recipe stays within the gate: 3 points, or one item of a 16-item set
+        floor = units["base"]["retention"] - max(0.03, 1 / len(default["retention_hits"]))
+        assert default["retention"] >= floor - 1e-9, (suite, default["retention"])
+        assert default["kl_from_base"] < 0.05, (suite, default["kl_from_base"])
+        gated = units[f"one-night/{suite}/s0/text-gated"]  # the agent's own cut keeps memory
+        assert gated["retention_prompts_with_memory"] < text["retention_prompts_with_memory"]
     assert units["one-night/facts/s0/default"]["train_seconds"] > 0
     assert "resuming" in _rerun(cmd, env)  # nothing left to do: it resumes and rewrites
 

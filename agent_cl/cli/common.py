@@ -36,6 +36,10 @@ GateOption = Annotated[
 DropOption = Annotated[
     float | None, typer.Option(help="gate: largest robust-retention drop (default 0.03)")
 ]
+MaxDemosOption = Annotated[
+    int | None,
+    typer.Option(help="a night's budget: most demonstrations claimed, oldest first (default 64)"),
+]
 ReplayOption = Annotated[
     int | None, typer.Option(help="consolidated demonstrations replayed per night")
 ]
@@ -116,6 +120,7 @@ NIGHT_OPTIONS: dict[str, tuple[object, str]] = {
     "gate": (GateOption, "gate_enabled"),
     "max_retention_drop": (DropOption, "gate_max_retention_drop"),
     "replay": (ReplayOption, "sleep_replay"),
+    "max_demos": (MaxDemosOption, "sleep_max_demos"),
     "checkpoint_every": (CheckpointOption, "sleep_checkpoint_every"),
     "server": (ServerOption, "servers"),
 }

@@ -29,8 +29,8 @@ def evaluate(
     suite: str | None = typer.Option(None, help="suites, comma-separated: facts,json,tools"),
     methods: str | None = typer.Option(
         None,
-        help="none,text,sft,sdft,default,default+text (the default), and text-gated (the "
-        "agent's own retrieval cut, 0.8)",
+        help="default: none,text-gated (the agent's own retrieval, cosine >= 0.8),text "
+        "(plain top-k),sft,sdft,default,default+text",
     ),
     seeds: int | None = typer.Option(None, help="seeds per measurement (default 3; quick 1)"),
     experiments: str | None = typer.Option(

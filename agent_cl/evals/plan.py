@@ -26,7 +26,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "default": {"recipe": DEFAULT_METHOD, "memory": False},
     "default+text": {"recipe": DEFAULT_METHOD, "memory": True},
 }
-DEFAULT_METHODS = ("none", "text", "sft", "sdft", "default", "default+text")
+# the agent's own memory (text-gated) beside plain top-k: the baseline a user actually runs
+DEFAULT_METHODS = ("none", "text-gated", "text", "sft", "sdft", "default", "default+text")
 EXPERIMENTS = ("one-night", "sequential", "scaling")
 # Fields that change what a number means; a resumed run must match them.
 SIZING = (
