@@ -146,6 +146,13 @@ class Settings:
             "to its tenants' model names (needs AGENT_CL_VLLM_API_KEY, the admin key)"
         },
     )
+    serve_merged: bool = field(
+        default=False,
+        metadata={
+            "help": "`agent-cl serve` answers with one tenant's version merged into the weights "
+            "(base speed on CPU) instead of LoRA adapters"
+        },
+    )
     serve_max_body_bytes: int = field(
         default=1 << 20, metadata={"help": "largest request body `agent-cl serve` reads"}
     )

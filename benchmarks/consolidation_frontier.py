@@ -118,11 +118,12 @@ def run_one(args) -> dict:
         )
         phases.append(trainer.train(demos, work / "phase2", exclude_questions=exclude))
     train_seconds = time.perf_counter() - t0
-    answers = trainer.generate([item.conversation for item in held_out])
+    candidate = trainer.candidate()  # the trained adapter, asked as the gate asks it
+    answers = candidate.generate([item.conversation for item in held_out])
     new_skill = sum(i.is_correct(a) for i, a in zip(held_out, answers, strict=True)) / len(held_out)
-    kept = retention_scores(trainer.generate, pool=args.pool)
+    kept = retention_scores(candidate.generate, pool=args.pool)
     kl_prompts = list(load_kl_prompts())
-    kl_answers = trainer.generate([[{"role": "user", "content": p}] for p in kl_prompts])
+    kl_answers = candidate.generate([[{"role": "user", "content": p}] for p in kl_prompts])
     leaks = sum(
         any(name.lower() in a.lower() for name in invented)
         for a in kept.pop("_answers") + kl_answers
@@ -136,7 +137,7 @@ def run_one(args) -> dict:
         "skill": args.skill,
         "new_skill_acc": new_skill,
         **kept,
-        "kl_from_base": trainer.kl_from_base(kl_prompts),
+        "kl_from_base": candidate.kl_from_base(kl_prompts),
         "leaks": leaks,
         "augmented": sum(p.augmented for p in phases),
         "train_seconds": train_seconds,

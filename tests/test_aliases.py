@@ -275,3 +275,119 @@ def test_bad_alias_requests_get_400(app):
     middleware, _ = app
     for body in ({"alias": "agent-cl/a"}, {"alias": "", "model": "x"}, {"alias": 3, "model": "x"}):
         assert call(middleware, "PUT", ALIASES_PATH, body)[0] == 400
+
+
+class MergedEngine:
+    """vLLM in merged mode behind the middleware: chat answers (slowly) with the weights it
+    holds; `/collective_rpc reload_weights` changes them, and records whether anything ran."""
+
+    def __init__(self) -> None:
+        self.weights = "base"
+        self.running = 0
+        self.calls: list[tuple[str, int]] = []  # (path, requests running at that moment)
+
+    async def __call__(self, scope, receive, send) -> None:
+        message = await receive()
+        body = json.loads(message["body"]) if message["body"] else {}
+        self.calls.append((scope["path"], self.running))
+        payload: dict = {}
+        if scope["path"] == "/collective_rpc":
+            self.weights = body["kwargs"]["weights_path"]
+        elif scope["path"] == "/v1/chat/completions":
+            self.running += 1
+            weights = self.weights
+            await asyncio.sleep(0.05)
+            self.running -= 1
+            payload = {"model": "agent-cl-base", "weights": weights}
+        raw = json.dumps(payload, separators=(",", ":")).encode()  # vLLM's compact JSON
+        headers = [(b"content-length", str(len(raw)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": raw})
+
+
+async def acall(app, method: str, path: str, body=None) -> tuple[int, dict | None]:
+    raw = json.dumps(body).encode() if body is not None else b""
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": [(b"content-length", str(len(raw)).encode())],
+        "client": ("127.0.0.1", 5555),
+    }
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    content = b"".join(m.get("body", b"") for m in sent[1:])
+    return sent[0]["status"], json.loads(content) if content else None
+
+
+def _model_dir(path):
+    path.mkdir(parents=True)
+    for name in ("model.safetensors", "config.json"):
+        (path / name).write_text("{}")
+    return path
+
+
+def test_merged_mode_swaps_weights_only_when_nothing_runs_and_stamps_each_answer(tmp_path):
+    base = _model_dir(tmp_path / "base")
+    v1 = _model_dir(tmp_path / "adapters" / "a" / "merged" / "v0001")
+    guard = LoadGuard(tmp_path / "adapters", AdapterRules(base_model_dir=base))
+    engine = MergedEngine()
+    middleware = AliasMiddleware(engine, AccessPolicy(), guard=guard, merged=True)
+    chat = {"model": "agent-cl/a", "messages": []}
+    swap = {"tenant": "a", "version": 1, "path": str(v1)}
+
+    async def day():
+        await acall(middleware, "PUT", "/v1/agent-cl/weights", {**swap, "version": None,
+                                                                "path": str(base)})  # fmt: skip
+        running = [asyncio.create_task(acall(middleware, "POST", "/v1/chat/completions", chat))
+                   for _ in range(4)]  # fmt: skip
+        await asyncio.sleep(0.01)  # they are in vLLM now
+        swapping = asyncio.create_task(acall(middleware, "PUT", "/v1/agent-cl/weights", swap))
+        await asyncio.sleep(0.01)
+        held = [asyncio.create_task(acall(middleware, "POST", "/v1/chat/completions", chat))
+                for _ in range(4)]  # fmt: skip
+        return await asyncio.gather(*running), await swapping, await asyncio.gather(*held)
+
+    before, swapped, after = asyncio.run(day())
+    assert swapped[0] == 200 and swapped[1]["weights"] == {"tenant": "a", "version": 1}
+    assert [(s, b["model"], b["weights"]) for s, b in before] == [
+        (200, "agent-cl-base", str(base))
+    ] * 4  # the base's weights wrote them, and they say so
+    assert [(s, b["model"], b["weights"]) for s, b in after] == [
+        (200, "agent-cl/a@v0001", str(v1))
+    ] * 4  # held during the swap, then answered by v1 and stamped with it
+    reloads = [(path, running) for path, running in engine.calls if path != "/v1/chat/completions"]
+    assert ("/collective_rpc", 0) in reloads  # weights changed with nothing running
+    assert [p for p, _ in reloads][-3:] == ["/pause", "/collective_rpc", "/resume"]
+    state = asyncio.run(acall(middleware, "GET", ALIASES_PATH))[1]
+    assert state["merged"] and state["aliases"]["agent-cl/a"] == "agent-cl-base"
+
+
+def test_merged_swaps_load_only_the_tenants_merged_copies(tmp_path):
+    base = _model_dir(tmp_path / "base")
+    v1 = _model_dir(tmp_path / "adapters" / "a" / "merged" / "v0001")
+    outside = _model_dir(tmp_path / "elsewhere")
+    guard = LoadGuard(tmp_path / "adapters", AdapterRules(base_model_dir=base))
+    middleware = AliasMiddleware(MergedEngine(), AccessPolicy(), guard=guard, merged=True)
+
+    def put(body):
+        return asyncio.run(acall(middleware, "PUT", "/v1/agent-cl/weights", body))
+
+    assert put({"tenant": "a", "version": 1, "path": str(outside)})[0] == 403
+    assert put({"tenant": "b", "version": 1, "path": str(v1)})[0] == 403  # another tenant's
+    assert put({"tenant": "a", "version": 2, "path": str(v1)})[0] == 403  # another version's
+    assert put({"tenant": "a", "version": None, "path": str(outside)})[0] == 403
+    assert put({"tenant": "../a", "version": 1, "path": str(v1)})[0] == 403
+    assert put(["not", "an", "object"])[0] == 403
+    (v1 / "model.safetensors").unlink()
+    assert "not a complete model" in put({"tenant": "a", "version": 1, "path": str(v1)})[1]["error"]
+    lora = AliasMiddleware(MergedEngine(), AccessPolicy(), guard=guard, merged=False)
+    status, body = asyncio.run(acall(lora, "PUT", "/v1/agent-cl/weights", {"tenant": "a"}))
+    assert status == 409 and "merged mode" in body["error"]

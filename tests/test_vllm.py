@@ -424,3 +424,89 @@ def test_tool_calls_come_back_parsed_to_a_plain_chatopenai(
     assert reply.response_metadata["model_name"] == version_name("tools", 1)
     plain = llm.invoke(QUESTION[0]["content"])  # no tools offered: the text is left alone
     assert "<tool_call>" in plain.content and not plain.tool_calls
+
+
+def test_merged_serving_swaps_the_weights_under_load(
+    embedded_model_dir, registry, served_root, tmp_path
+):
+    """One tenant served with its version merged into the weights (`agent-cl serve --merged`:
+    the base's speed on CPU, docs/results/serving.md) keeps the LoRA path's guarantees: swaps
+    under 8 streaming clients fail nothing, each answer is wholly the version its `model`
+    names, a plain OpenAI client reads that version, rollback to the base works, and merged
+    copies are pruned to the ones a swap back needs."""
+    import httpx
+    from langchain_openai import ChatOpenAI
+
+    from agent_cl.serving.access import WEIGHTS_PATH
+
+    config = VLLMServerConfig(
+        embedded_model_dir, log_path=tmp_path / "merged.log", adapters_root=served_root, merged=True
+    )
+    rules = AdapterRules(max_rank=16, base_model_dir=embedded_model_dir)
+    with VLLMServer(config) as merged_server:
+        backend = VLLMBackend(merged_server.url, rules=rules)
+        backend.swap(1, registry.get(1).path)
+        assert backend.adapter_version == 1
+        first = backend.stream(QUESTION, max_new_tokens=12)
+        assert first["version"] == 1 and first["text"].startswith(MARKERS[1][:3]), first
+        assert backend.generate([QUESTION], max_new_tokens=12).adapter_version == 1
+
+        swaps: list[int] = []
+        stop = threading.Event()
+
+        def swapper():
+            version = 2
+            while not stop.is_set():
+                backend.swap(version, registry.get(version).path)
+                swaps.append(version)
+                version = 3 - version
+                stop.wait(2.0)
+
+        thread = threading.Thread(target=swapper)
+        thread.start()
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                results = list(
+                    pool.map(lambda _: backend.stream(QUESTION, max_new_tokens=12), range(48))
+                )
+        finally:
+            stop.set()
+            thread.join()
+        assert len(swaps) >= 3, "the load ended before several swaps happened"
+        for r in results:  # any failed request would have raised above
+            assert r["version"] in MARKERS and r["finish"] in ("stop", "length"), r
+            assert r["text"].startswith(MARKERS[r["version"]][:3]), r  # one version per answer
+        assert {r["version"] for r in results} == {1, 2}
+
+        now = backend.adapter_version
+        llm = ChatOpenAI(
+            base_url=f"{merged_server.url}/v1", api_key="none", model="agent-cl/default",
+            temperature=0, max_tokens=12,
+        )  # fmt: skip
+        reply = llm.invoke(QUESTION[0]["content"])
+        assert reply.response_metadata["model_name"] == version_name("default", now)
+        assert reply.content.startswith(MARKERS[now][:3])
+
+        backend.swap(None)  # rollback to the base model's own weights
+        assert backend.adapter_version is None
+        base = backend.stream(QUESTION, max_new_tokens=12)
+        assert base["version"] is None and not any(m in base["text"] for m in MARKERS.values())
+        assert {p.name for p in (served_root / "default" / "merged").iterdir()} <= {
+            "v0001",
+            "v0002",
+        }
+        refused = httpx.put(
+            f"{merged_server.url}{WEIGHTS_PATH}",
+            json={"tenant": "default", "version": 1, "path": str(tmp_path)},
+        )
+        assert refused.status_code == 403 and "loads only from" in refused.json()["error"]
+
+
+def test_a_lora_server_refuses_weight_swaps(server):
+    import httpx
+
+    from agent_cl.serving.access import WEIGHTS_PATH
+
+    body = {"tenant": "default", "version": None, "path": "/"}
+    refused = httpx.put(f"{server.url}{WEIGHTS_PATH}", json=body)
+    assert refused.status_code == 409 and "merged mode" in refused.json()["error"]

@@ -30,9 +30,16 @@ def serve(
     max_lora_rank: int | None = typer.Option(
         None, help="largest adapter rank served (default adapter_max_rank, 16)"
     ),
+    merged: bool | None = typer.Option(
+        None,
+        "--merged/--lora",
+        help="serve the tenant's version merged into the weights (one tenant; base speed on "
+        "CPU) or as LoRA adapters (every tenant; the default, serve_merged)",
+    ),
 ):
     """Start a vLLM server on the model; each tenant's model name `agent-cl/<tenant>` answers
-    with its current adapter (a night's `--server URL` swap moves it). Ctrl-C stops."""
+    with its current adapter (a night's `--server URL` swap moves it). With --merged, one
+    tenant's current version is served merged into the weights. Ctrl-C stops."""
     quiet_libraries()
     import os
 
@@ -50,7 +57,12 @@ def serve(
     if api_key_file is not None:
         os.environ[API_KEY_FILE_ENV] = str(api_key_file)
     settings = settings_for(
-        home, tenant, serve_host=host, serve_port=port, adapter_max_rank=max_lora_rank
+        home,
+        tenant,
+        serve_host=host,
+        serve_port=port,
+        adapter_max_rank=max_lora_rank,
+        serve_merged=merged,
     )
     with user_errors(VLLMNotInstalledError, VLLMServerError, OSError):
         model_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
@@ -66,9 +78,11 @@ def serve(
                 max_body_bytes=settings.serve_max_body_bytes,
                 max_lora_rank=settings.adapter_max_rank,
                 log_path=log_path,
+                merged=settings.serve_merged,
             )
         )
-        registries = {t: registry_for(settings, t) for t in settings.known_tenants()}
+        tenants = [settings.tenant] if settings.serve_merged else settings.known_tenants()
+        registries = {t: registry_for(settings, t) for t in tenants}
         console.print(f"starting vLLM on {server.url} (log {server.log_path})")
         serve_registry(server, registries, on_ready=lambda served: _print_served(server, served))
 

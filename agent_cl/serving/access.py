@@ -32,6 +32,7 @@ INFERENCE_KEYS_ENV = "AGENT_CL_INFERENCE_KEYS_FILE"
 MAX_BODY_ENV = "AGENT_CL_MAX_BODY_BYTES"
 DEFAULT_MAX_BODY = 1 << 20  # a 2,048-token conversation is ~10 kB of JSON
 ALIASES_PATH = "/v1/agent-cl/aliases"
+WEIGHTS_PATH = "/v1/agent-cl/weights"  # merged mode: swap the served weights (admin)
 BASE_NAME = "agent-cl-base"
 _TENANT_NAME = re.compile(r"^agent-cl/(?P<tenant>[A-Za-z0-9_-]{1,64})(@v\d{4,})?$")
 
@@ -50,6 +51,7 @@ ROUTES: dict[tuple[str, str], Role] = {
     ("GET", "/v1/models"): Role.INFERENCE,
     ("GET", ALIASES_PATH): Role.INFERENCE,
     ("PUT", ALIASES_PATH): Role.ADMIN,
+    ("PUT", WEIGHTS_PATH): Role.ADMIN,
     ("POST", "/v1/load_lora_adapter"): Role.ADMIN,
     ("POST", "/v1/unload_lora_adapter"): Role.ADMIN,
 }

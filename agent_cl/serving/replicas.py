@@ -85,8 +85,7 @@ class ReplicaSet:
         for backend in self.backends:
             url = getattr(backend, "url", type(backend).__name__)
             try:
-                target = backend.aliases().get(backend.current_model, "not served")
-                out.append((url, f"{backend.current_model} -> {target}"))
+                out.append((url, f"{backend.current_model} -> {backend.served_target()}"))
             except Exception as exc:  # a dead replica is a row in the answer, not a crash
                 out.append((url, f"unreachable ({exc})"))
         return out

@@ -25,6 +25,7 @@ from agent_cl.adapters.rules import AdapterRules
 from agent_cl.adapters.validation import InvalidAdapterError
 from agent_cl.config import validate_tenant
 from agent_cl.models.chat import DEFAULT_SYSTEM, ChatMessage, with_system
+from agent_cl.serving.access import WEIGHTS_PATH
 from agent_cl.serving.backend import AdapterLoadError, GenerationResult
 from agent_cl.serving.vllm_aliases import ALIASES_PATH
 
@@ -87,7 +88,20 @@ class VLLMBackend:
     @property
     def adapter_version(self) -> int | None:
         """The version the server answers this tenant with now."""
-        return version_of(self.aliases().get(self.current_model))
+        state = self._alias_state()
+        weights = state.get("weights") or {}
+        if state.get("merged") and weights.get("tenant") == self.tenant:
+            return weights.get("version")
+        return version_of(state["aliases"].get(self.current_model))
+
+    def served_target(self) -> str:
+        """What this tenant's stable name answers with now, in words (status, reports)."""
+        state = self._alias_state()
+        weights = state.get("weights") or {}
+        if state.get("merged") and weights.get("tenant") == self.tenant:
+            version = weights.get("version")
+            return f"v{version} merged into the weights" if version else "the base weights"
+        return state["aliases"].get(self.current_model, "not served")
 
     def aliases(self) -> dict[str, str]:
         return self._alias_state()["aliases"]
@@ -106,6 +120,9 @@ class VLLMBackend:
 
     # -- swap -------------------------------------------------------------------------------
     def swap(self, version: int | None, adapter_path: Path | None = None) -> None:
+        if self._merged_server():
+            self._swap_weights(version, adapter_path)
+            return
         with self._swap_lock:
             if version is None:
                 target = self.base_name
@@ -121,6 +138,48 @@ class VLLMBackend:
             threading.Thread(
                 target=self.unload_idle, kwargs={"wait": self.drain_seconds}, daemon=True
             ).start()
+
+    # -- merged mode (one tenant per server; docs/results/serving.md) ---------------------------
+    def _merged_server(self) -> bool:
+        try:
+            return bool(self._alias_state().get("merged"))
+        except httpx.HTTPStatusError as exc:
+            raise AdapterLoadError(f"{self.url} refused: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise AdapterLoadError(f"{self.url} unreachable: {exc}") from exc
+
+    def _swap_weights(self, version: int | None, adapter_path: Path | None) -> None:
+        """Serve `version` merged into the weights: build its merged copy here (the server
+        only reloads), ask the server to swap, then keep only the copies a swap back needs."""
+        from agent_cl.serving.merged import ensure_merged, prune_merged
+
+        base = self.rules.base_model_dir
+        if base is None:
+            raise AdapterLoadError(
+                "merged serving needs the base model (AdapterRules.base_model_dir)"
+            )
+        if version is not None and adapter_path is None:
+            raise ValueError("swap to an adapter version needs its adapter_path")
+        with self._swap_lock:
+            before = self.adapter_version
+            if version is None:
+                path = Path(base)
+            else:
+                try:
+                    self.rules.check(Path(adapter_path))
+                    path = ensure_merged(Path(base), Path(adapter_path))
+                except (InvalidAdapterError, OSError, ValueError) as exc:
+                    raise AdapterLoadError(f"cannot merge v{version}: {exc}") from exc
+            body = {"tenant": self.tenant, "version": version, "path": str(path.resolve())}
+            try:
+                response = self._http.put(WEIGHTS_PATH, json=body, timeout=None)
+            except httpx.HTTPError as exc:
+                raise AdapterLoadError(f"{self.url} unreachable: {exc}") from exc
+            if response.status_code >= 400:
+                raise AdapterLoadError(f"{self.url} refused the weights: {response.text}")
+            if adapter_path is not None:
+                keep = {f"v{v:04d}" for v in (version, before) if v is not None}
+                prune_merged(Path(adapter_path).parent, keep)
 
     def _load(self, name: str, adapter_path: Path) -> None:
         try:
