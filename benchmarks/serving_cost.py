@@ -1,7 +1,9 @@
 """What an adapter costs a user at serving time, at equal output lengths, on the served path.
 
-    python benchmarks/serving_cost.py --quick
+    python benchmarks/serving_cost.py --quick               # both phases
+    python benchmarks/serving_cost.py --quick --only-fixes  # the second phase only
     # last line: adapter_throughput_ratio=R swap_failed_requests=F mixed_answers=M
+    #            lora_throughput_ratio=L
 
 Every request asks for the same number of output tokens (`ignore_eos` with a fixed
 `max_tokens` on vLLM, `min_new_tokens` in process), so a LoRA that changes what the model says
@@ -11,16 +13,15 @@ overhead. Measured per request: time to first token (TTFT) and time per output t
 per condition: output tokens per second over all clients. Conditions alternate (base, adapter,
 base, adapter, ...) so a slow minute on a noisy machine hits both sides.
 
-Served conditions, on one real vLLM server (CPU wheel here, CUDA where present):
-  base            the base model
-  rank8_mlp       an adapter of the default recipe's shape (rank 8, MLP only)
-  max_rank        an adapter at the served max rank (Settings.adapter_max_rank, MLP only)
-  two_tenants     two tenants' rank-8 adapters, clients split between them
-then a second server whose `--max-lora-rank` equals the real rank (8), and a third serving
-the rank-8 adapter merged into the weights (what `adapters/merge.py` writes), with the swap
-check (two marker versions swapped under 8 streaming clients: failed requests, answers that
-mix the versions) on the first server. The in-process backend (transformers + peft) is timed
-the same way, base against the rank-8 adapter. Results: bench-results/serving_cost.json.
+Phase 1, the LoRA server `agent-cl serve` starts (`--max-lora-rank` = adapter_max_rank): the
+base model; an adapter of the default recipe's shape (rank 8, MLP only); one at the served max
+rank; two tenants' rank-8 adapters at once. Phase 2, the fixes side by side: a LoRA server
+with `--max-lora-rank 8` (the real rank), and `agent-cl serve --merged` serving the same rank-8
+version merged into the weights; then the merged server is swapped between two marker versions
+under 8 streaming clients (failed requests, answers that mix versions or disagree with the
+version they name). R is the merged path's output tokens/s over the base's at 8 clients, L the
+LoRA's at its real rank. The in-process backend (transformers + peft) is timed too.
+Results: bench-results/serving_cost.json.
 """
 
 from __future__ import annotations
@@ -172,11 +173,12 @@ def train_shaped_adapter(model_dir: Path, out: Path, rank: int, seed: int) -> Pa
     return out
 
 
-def publish(registry_root: Path, tenant: str, adapter: Path, max_rank: int):
+def publish(registry_root: Path, tenant: str, adapter: Path, max_rank: int, model_dir: Path):
     from agent_cl.adapters.registry import AdapterRegistry
     from agent_cl.adapters.rules import AdapterRules
 
-    registry = AdapterRegistry(registry_root / tenant, AdapterRules(max_rank=max_rank))
+    rules = AdapterRules(max_rank=max_rank, base_model_dir=model_dir)
+    registry = AdapterRegistry(registry_root / tenant, rules)
     return registry, registry.publish(adapter)
 
 
@@ -213,15 +215,16 @@ def served_phase(configs: dict, tenants: dict, args, *, conditions: dict, check=
     return table
 
 
-def swap_check(server, registry, markers: dict[int, str], seconds: float) -> dict:
-    """8 streaming clients on one tenant while it swaps between two marker versions every
+def swap_check(server, registry, tenant: str, markers: dict[int, str], seconds: float) -> dict:
+    """8 streaming clients on `tenant` while it swaps between two marker versions every
     second: a failed request or an answer that is not wholly its reported version's marker
     counts against the serving path."""
     from agent_cl.evals.marker_adapter import MARKER_QUESTION
     from agent_cl.serving.vllm_backend import VLLMBackend
 
-    backend = VLLMBackend(server.url, tenant="swap", drain_seconds=1.0, rules=registry.rules)
-    backend.swap(1, registry.get(1).path)
+    backend = VLLMBackend(server.url, tenant=tenant, drain_seconds=1.0, rules=registry.rules)
+    first, second = sorted(markers)
+    backend.swap(first, registry.get(first).path)
     stop = threading.Event()
     failed, mixed, answers = [], [], []
 
@@ -248,7 +251,7 @@ def swap_check(server, registry, markers: dict[int, str], seconds: float) -> dic
     swaps = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        version = 2 if swaps % 2 == 0 else 1
+        version = second if swaps % 2 == 0 else first
         backend.swap(version, registry.get(version).path)
         swaps += 1
         time.sleep(1.0)
@@ -259,6 +262,7 @@ def swap_check(server, registry, markers: dict[int, str], seconds: float) -> dic
     return {
         "swaps": swaps,
         "answers": len(answers),
+        "answers_per_version": {v: sum(a["version"] == v for a in answers) for v in markers},
         "failed_requests": len(failed),
         "mixed_answers": len(mixed),
         "mixed_examples": [a["text"] for a in mixed[:5]],
@@ -321,14 +325,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "serving_cost.json"))
-    parser.add_argument("--skip-merged", action="store_true", help="no merged-weights server")
+    parser.add_argument(
+        "--only-fixes", action="store_true", help="skip the product LoRA server's phase"
+    )
     args = parser.parse_args()
     args.max_tokens = 32 if args.quick else 64
     args.requests = 16 if args.quick else 48
     args.single_requests = 3 if args.quick else 8
     args.rounds = 2 if args.quick else 3
 
-    from agent_cl.adapters.merge import merge_adapter
     from agent_cl.config import Settings
     from agent_cl.evals.marker_adapter import train_marker_adapter
     from agent_cl.models.provision import provision_embedded_model
@@ -343,18 +348,23 @@ def main() -> None:
 
     rank8 = train_shaped_adapter(model_dir, work / "rank8", 8, seed=1)
     tenants = {
-        "a": publish(served_root, "a", rank8, max_rank),
-        "b": publish(served_root, "b", train_shaped_adapter(model_dir, work / "b", 8, 2), max_rank),
-        "wide": publish(
-            served_root, "wide", train_shaped_adapter(model_dir, work / "w", max_rank, 3), max_rank
-        ),
+        "a": publish(served_root, "a", rank8, max_rank, model_dir),
+        "m": publish(served_root, "m", rank8, max_rank, model_dir),  # served merged
     }
-    swap_registry = None
-    markers = {1: "Quenvel Ostrami", 2: "Brilda Taskon"}
+    if not args.only_fixes:
+        shaped = {
+            "b": train_shaped_adapter(model_dir, work / "b", 8, 2),
+            "wide": train_shaped_adapter(model_dir, work / "w", max_rank, 3),
+        }
+        tenants.update(
+            {t: publish(served_root, t, a, max_rank, model_dir) for t, a in shaped.items()}
+        )
+    markers = {2: "Quenvel Ostrami", 3: "Brilda Taskon"}  # tenant m's next versions
     for version, marker in markers.items():
         adapter = train_marker_adapter(model_dir, work / f"marker{version}", marker)
-        swap_registry, _ = publish(served_root, "swap", adapter, max_rank)
-
+        swap_registry, published = publish(served_root, "m", adapter, max_rank, model_dir)
+        assert published.version == version
+    swap_registry.set_current(1)  # m serves the rank-8 adapter for the timing
     result: dict = {
         "quick": args.quick,
         "max_tokens": args.max_tokens,
@@ -371,40 +381,48 @@ def main() -> None:
             adapters_root=served_root,
         )  # fmt: skip
 
-    # 1. the product's server: --max-lora-rank = Settings.adapter_max_rank
-    result["vllm_default"] = served_phase(
-        {"default": server_config(model_dir, max_rank, "default.log")},
-        {tenant: ("default", *published) for tenant, published in tenants.items()},
+    # 1. the product's LoRA server: --max-lora-rank = Settings.adapter_max_rank
+    if not args.only_fixes:
+        result["vllm_default"] = served_phase(
+            {"default": server_config(model_dir, max_rank, "default.log")},
+            {t: ("default", *tenants[t]) for t in ("a", "b", "wide")},
+            args,
+            conditions={
+                "base": [("default", "agent-cl-base")],
+                "rank8_mlp": [("default", "agent-cl/a")],
+                "max_rank": [("default", "agent-cl/wide")],
+                "two_tenants": [("default", "agent-cl/a"), ("default", "agent-cl/b")],
+            },
+        )
+    # 2. the fixes, side by side: a LoRA server with --max-lora-rank equal to the real rank
+    # (8), and `agent-cl serve --merged` (tenant m's rank-8 version merged into the weights);
+    # then the merged server swapped between two marker versions under load
+    merged_config = server_config(model_dir, max_rank, "merged.log")
+    merged_config.merged = True
+    result["vllm_fixes"] = served_phase(
+        {"rank8": server_config(model_dir, 8, "rank8.log"), "merged": merged_config},
+        {"a": ("rank8", *tenants["a"]), "m": ("merged", *tenants["m"])},
         args,
         conditions={
-            "base": [("default", "agent-cl-base")],
-            "rank8_mlp": [("default", "agent-cl/a")],
-            "max_rank": [("default", "agent-cl/wide")],
-            "two_tenants": [("default", "agent-cl/a"), ("default", "agent-cl/b")],
+            "base": [("rank8", "agent-cl-base")],
+            "rank8_mlp": [("rank8", "agent-cl/a")],
+            "merged_rank8": [("merged", "agent-cl/m")],
         },
         check=lambda servers: swap_check(
-            servers["default"], swap_registry, markers, 20 if args.quick else 60
+            servers["merged"], swap_registry, "m", markers, 20 if args.quick else 60
         ),
     )
-    # 2. the fixes, side by side: --max-lora-rank equal to the real rank (8), and the rank-8
-    # adapter merged into the weights and served as a plain model by a second server
-    configs = {"rank8": server_config(model_dir, 8, "rank8.log")}
-    conditions = {"base": [("rank8", "agent-cl-base")], "rank8_mlp": [("rank8", "agent-cl/a")]}
-    if not args.skip_merged:
-        merged = merge_adapter(model_dir, rank8, work / "merged")
-        configs["merged"] = server_config(merged, 8, "merged.log")
-        conditions["merged_rank8"] = [("merged", "agent-cl-base")]
-    on_rank8 = {"a": ("rank8", *tenants["a"])}
-    result["vllm_fixes"] = served_phase(configs, on_rank8, args, conditions=conditions)
     result["in_process"] = in_process(model_dir, rank8, args)
 
-    eight = result["vllm_default"]["clients_8"]
-    result["adapter_throughput_ratio"] = ratios(eight)["rank8_mlp"]
+    fixes = ratios(result["vllm_fixes"]["clients_8"])
+    # R: the served path after the fix (merged), against the base, at 8 clients
+    result["adapter_throughput_ratio"] = fixes["merged_rank8"]
+    result["lora_throughput_ratio"] = fixes["rank8_mlp"]
+    phases = [p for p in ("vllm_default", "vllm_fixes") if p in result]
     result["ratios"] = {
-        phase: {k: ratios(result[phase][k]) for k in ("clients_1", "clients_8")}
-        for phase in ("vllm_default", "vllm_fixes")
+        phase: {k: ratios(result[phase][k]) for k in ("clients_1", "clients_8")} for phase in phases
     }
-    swap = result["vllm_default"]["swap_check"]
+    swap = result["vllm_fixes"]["swap_check"]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
@@ -412,7 +430,8 @@ def main() -> None:
     print(json.dumps(result["in_process"], indent=1)[:2000])
     print(
         f"adapter_throughput_ratio={result['adapter_throughput_ratio']:.2f} "
-        f"swap_failed_requests={swap['failed_requests']} mixed_answers={swap['mixed_answers']}"
+        f"swap_failed_requests={swap['failed_requests']} mixed_answers={swap['mixed_answers']} "
+        f"lora_throughput_ratio={result['lora_throughput_ratio']:.2f}"
     )
 
 

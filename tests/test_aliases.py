@@ -388,6 +388,10 @@ def test_merged_swaps_load_only_the_tenants_merged_copies(tmp_path):
     assert put(["not", "an", "object"])[0] == 403
     (v1 / "model.safetensors").unlink()
     assert "not a complete model" in put({"tenant": "a", "version": 1, "path": str(v1)})[1]["error"]
+    (v1 / "model.safetensors").write_text("{}")
+    assert put({"tenant": "a", "version": 1, "path": str(v1)})[0] == 200
+    other = {"tenant": "b", "version": None, "path": str(base)}
+    assert put(other)[0] == 409  # one tenant's weights per server
     lora = AliasMiddleware(MergedEngine(), AccessPolicy(), guard=guard, merged=False)
     status, body = asyncio.run(acall(lora, "PUT", "/v1/agent-cl/weights", {"tenant": "a"}))
     assert status == 409 and "merged mode" in body["error"]

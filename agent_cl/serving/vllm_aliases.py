@@ -150,6 +150,11 @@ class AliasMiddleware:
         if problem is not None:
             await _send_json(send, 403, {"error": problem})
             return
+        served = self.weights["tenant"]
+        if served is not None and body["tenant"] != served:
+            error = f"this server holds tenant {served!r}'s weights; serve each tenant on its own"
+            await _send_json(send, 409, {"error": error})
+            return
         async with self._weights_lock:
             if _same_path(body["path"], self.weights["path"]):
                 error = None  # already served: nothing to reload
