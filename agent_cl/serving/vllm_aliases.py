@@ -150,21 +150,21 @@ class AliasMiddleware:
         if problem is not None:
             await _send_json(send, 403, {"error": problem})
             return
-        served = self.weights["tenant"]
-        if served is not None and body["tenant"] != served:
-            error = f"this server holds tenant {served!r}'s weights; serve each tenant on its own"
-            await _send_json(send, 409, {"error": error})
-            return
+        path = os.path.realpath(body["path"])  # the directory the guard checked
         async with self._weights_lock:
-            if _same_path(body["path"], self.weights["path"]):
+            served = self.weights["tenant"]
+            if served is not None and body["tenant"] != served:
+                error = f"this server holds tenant {served!r}'s weights; serve each on its own"
+                status = 409
+            elif _same_path(path, self.weights["path"]):
                 error = None  # already served: nothing to reload
             else:
-                error = await self._swap_weights(body["path"], scope)
+                error, status = await self._swap_weights(path, scope), 503
             if error is None:
-                self.weights = {k: body[k] for k in ("tenant", "version", "path")}
+                self.weights = {"tenant": body["tenant"], "version": body["version"], "path": path}
                 self.aliases[f"agent-cl/{body['tenant']}"] = BASE_NAME
         if error is not None:
-            await _send_json(send, 503, {"error": error})
+            await _send_json(send, status, {"error": error})
             return
         await _send_json(send, 200, self.state(caller))
 
