@@ -89,16 +89,21 @@ class VLLMBackend:
     def adapter_version(self) -> int | None:
         """The version the server answers this tenant with now."""
         state = self._alias_state()
-        weights = state.get("weights") or {}
-        if state.get("merged") and weights.get("tenant") == self.tenant:
+        weights = self._own_weights(state)
+        if weights is not None:
             return weights.get("version")
         return version_of(state["aliases"].get(self.current_model))
+
+    def _own_weights(self, state: dict[str, Any]) -> dict[str, Any] | None:
+        """A merged server's weights when they are this tenant's, else None (LoRA serving)."""
+        weights = state.get("weights") or {}
+        return weights if state.get("merged") and weights.get("tenant") == self.tenant else None
 
     def served_target(self) -> str:
         """What this tenant's stable name answers with now, in words (status, reports)."""
         state = self._alias_state()
-        weights = state.get("weights") or {}
-        if state.get("merged") and weights.get("tenant") == self.tenant:
+        weights = self._own_weights(state)
+        if weights is not None:
             version = weights.get("version")
             return f"v{version} merged into the weights" if version else "the base weights"
         return state["aliases"].get(self.current_model, "not served")
