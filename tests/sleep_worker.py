@@ -79,6 +79,7 @@ def main() -> None:
         gate=GateConfig(
             min_new_skill_gain=-1.0,
             max_retention_drop=1.0,
+            max_drop_from_base=None,
             retention_items=4,
             max_kl_from_base=None,
         ),

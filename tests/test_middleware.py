@@ -14,6 +14,7 @@ from langchain_core.tools import tool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from pydantic import Field
 
+from agent_cl.consolidation.trajectories import expand
 from agent_cl.graphs.middleware import (
     DemonstrationMiddleware,
     EpisodeLogger,
@@ -90,6 +91,10 @@ def test_undecided_runs_wait_for_feedback_and_a_correction_becomes_the_demonstra
     assert store.get([waiting.id])[0].status == DemoStatus.REJECTED
     [fixed] = store.pending("default")
     assert fixed.id == fixed_id and fixed.answer == "Quenvel leads it."
+    # the night trains on the trajectory's assistant turns: the wrong answer must be gone
+    [example] = expand([fixed])
+    assert example.answer == "Quenvel leads it."
+    assert "Brilda" not in str(fixed.messages)
     with pytest.raises(KeyError):
         middleware.record_outcome(run_id, success=True)  # already decided
 

@@ -197,15 +197,19 @@ def test_teacher_prompt_modes():
     demo = DEMOS[0]
     assert "Context:" in teacher_messages(demo, "context")[-1]["content"]
     turns = teacher_messages(demo, "turns")
-    assert [m["role"] for m in turns] == ["user", "assistant", "user"]
+    # Student and teacher open with the one system message the app will ask under.
+    assert [m["role"] for m in turns] == ["system", "user", "assistant", "user"]
     assert "Context:" not in turns[-1]["content"]
     no_note = demo.model_copy(update={"context": ""})
     assert [m["role"] for m in teacher_messages(no_note, "context")] == [
+        "system",
         "user",
         "assistant",
         "user",
     ]
-    assert student_messages(demo) == [{"role": "user", "content": demo.query}]
+    student = student_messages(demo)
+    assert student[1:] == [{"role": "user", "content": demo.query}]
+    assert student[0] == turns[0] and student[0]["role"] == "system"
 
 
 def test_answer_token_flags(embedded_model_dir):

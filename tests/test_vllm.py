@@ -451,26 +451,34 @@ def test_merged_serving_swaps_the_weights_under_load(
         assert first["version"] == 1 and first["text"].startswith(MARKERS[1][:3]), first
         assert backend.generate([QUESTION], max_new_tokens=12).adapter_version == 1
 
+        # The load runs until the swaps are done (a count, not a duration: on a slow machine a
+        # swap, which builds a merged copy first, can outlast a fixed batch of requests).
         swaps: list[int] = []
-        stop = threading.Event()
+        swapped = threading.Event()
 
         def swapper():
-            version = 2
-            while not stop.is_set():
-                backend.swap(version, registry.get(version).path)
-                swaps.append(version)
-                version = 3 - version
-                stop.wait(2.0)
+            try:
+                for version in (2, 1, 2):
+                    backend.swap(version, registry.get(version).path)
+                    swaps.append(version)
+                    time.sleep(1.0)
+            finally:
+                swapped.set()
+
+        def client(_: int) -> list[dict]:
+            answers: list[dict] = []
+            deadline = time.monotonic() + 600
+            while (not swapped.is_set() or len(answers) < 6) and time.monotonic() < deadline:
+                answers.append(backend.stream(QUESTION, max_new_tokens=12))
+            return answers
 
         thread = threading.Thread(target=swapper)
         thread.start()
         try:
             with ThreadPoolExecutor(8) as pool:
-                results = list(
-                    pool.map(lambda _: backend.stream(QUESTION, max_new_tokens=12), range(48))
-                )
+                results = [a for answers in pool.map(client, range(8)) for a in answers]
         finally:
-            stop.set()
+            swapped.set()
             thread.join()
         assert len(swaps) >= 3, "the load ended before several swaps happened"
         for r in results:  # any failed request would have raised above

@@ -34,9 +34,16 @@ def evaluate(
     ),
     seeds: int | None = typer.Option(None, help="seeds per measurement (default 3; quick 1)"),
     experiments: str | None = typer.Option(
-        None, help="one-night,sequential,scaling (default: all)"
+        None,
+        "--experiments",
+        "--experiment",
+        help="one-night,sequential,scaling (default: all); or long-run alone: an agent's "
+        "life of nights through the product's path",
     ),
-    demos: int | None = typer.Option(None, help="demonstrations per suite (default 8)"),
+    demos: int | None = typer.Option(
+        None, help="demonstrations per suite (default 8); long-run: tasks per day (24)"
+    ),
+    nights: int | None = typer.Option(None, help="long-run: nights (default 20; quick 4)"),
     sizes: str | None = typer.Option(None, help="scaling sizes, e.g. 8,32,128"),
     text_k: int | None = typer.Option(None, help="text memory: demonstrations retrieved (2)"),
     min_score: float | None = typer.Option(
@@ -54,6 +61,17 @@ def evaluate(
     """Compare consolidation with text memory: accuracy, forgetting, cost, sequential skills
     and scaling. Resumes a killed run from --out/results.json."""
     quiet_libraries()
+    chosen = _names(experiments) or ()
+    if "long-run" in chosen:
+        if len(chosen) > 1:
+            with user_errors():
+                raise ValueError("long-run runs alone: give --experiment long-run by itself")
+        _long_run(out, quick=quick, nights=nights, demos=demos,
+                  retention_limit=retention_limit, report_only=report_only, home=home)  # fmt: skip
+        return
+    if nights is not None:
+        with user_errors():
+            raise ValueError("--nights applies to --experiment long-run only")
     from agent_cl.evals.plan import EvalPlan
     from agent_cl.evals.runner import RESULTS, EvalRunner, PlanMismatchError
 
@@ -81,6 +99,62 @@ def evaluate(
         runner = EvalRunner(settings, plan, out, progress=_RichProgress(bar), command=command)
         runner.run()
     _write_report(out)
+
+
+def _long_run(out: Path, *, quick: bool, nights, demos, retention_limit, report_only, home):
+    """The long run: resumable per day, night and morning in --out/results.json."""
+    from agent_cl.evals.long_run import RESULTS, LongRun, PlanMismatchError, final_line
+    from agent_cl.evals.long_run_plan import LongRunPlan
+
+    options = {"nights": nights, "demos_per_night": demos}
+    options = {k: v for k, v in options.items() if v is not None}
+    if retention_limit is not None:
+        options["retention_limit"] = retention_limit or None  # 0: the whole frozen set
+    with user_errors():
+        plan = LongRunPlan.quick(**options) if quick else LongRunPlan(**options)
+    if not report_only:
+        settings = settings_for(home)
+        command = "agent-cl " + shlex.join(sys.argv[1:]) if len(sys.argv) > 1 else None
+        if (out / RESULTS).exists():
+            console.print(f"resuming from {out / RESULTS}")
+        with progress_bar() as bar, user_errors(PlanMismatchError):
+            training = bar.add_task("training", total=None, visible=False)
+
+            def on_step(record) -> None:
+                label = f"  training ({record.step}/{record.total_steps})"
+                bar.update(
+                    training,
+                    total=record.total_steps,
+                    completed=record.step,
+                    visible=True,
+                    description=label,
+                )
+
+            run = LongRun(settings, plan, out, say=console.print, on_step=on_step,
+                          command=command)  # fmt: skip
+            run.run()
+    summary = _write_long_run_report(out)
+    console.print(final_line(summary), highlight=False, soft_wrap=True)
+
+
+def _write_long_run_report(out: Path) -> dict:
+    from agent_cl.durable import atomic_write_text, read_json
+    from agent_cl.evals.long_run import RESULTS, summarise
+    from agent_cl.evals.long_run_report import build_report, write_plots
+
+    path = out / RESULTS
+    if not path.exists():
+        err.print(f"[bold red]error:[/] no {RESULTS} in {out}: run the long run first")
+        raise typer.Exit(2)
+    with user_errors():
+        data = read_json(path, fix=f"move {path} aside and run again")
+        if data.get("experiment") != "long-run":
+            raise ValueError(f"{path} holds another experiment's results, not long-run")
+    atomic_write_text(out / "report.md", build_report(data))
+    for picture in write_plots(data, out):
+        console.print(f"plot written to {picture}")
+    console.print(f"report written to {out / 'report.md'}")
+    return data.get("summary") or summarise(data)
 
 
 def _plan_options(*, sizes: str | None, retention_limit: int | None, **given) -> dict:

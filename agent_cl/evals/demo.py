@@ -71,7 +71,10 @@ class DemoConfig:
     seed: int = 0
     # The sleep job's gate, on the demo's own held-out paraphrases and the retention set.
     gate: bool = True
-    max_retention_drop: float | None = None  # None: the product's default (GateConfig)
+    # None: the product's defaults (GateConfig). A demo night is its home's first, where the
+    # previous version is the base, so the value sets both the per-night drop and the ceiling
+    # against the base (they judge the same drop).
+    max_retention_drop: float | None = None
 
     def __post_init__(self) -> None:
         if self.n_facts < 2:
@@ -95,6 +98,7 @@ class DemoConfig:
         }
         if self.max_retention_drop is not None:
             changes["gate_max_retention_drop"] = self.max_retention_drop
+            changes["gate_max_drop_from_base"] = self.max_retention_drop
         return dataclasses.replace(settings, **changes)
 
 

@@ -172,7 +172,7 @@ def _tools(n: int, seed: int) -> Suite:
         ):
             asked = _asked(system, question)
             teacher = [asked[0], *example, asked[1]]
-            items.append(EvalItem(question, asked, teacher, _calls_lab_leader(task.lab), split))
+            items.append(EvalItem(question, asked, teacher, calls_lab_leader(task.lab), split))
     return Suite("tools", seed, demos, items, system=system, invented=[t.lab for t in tasks[:n]])
 
 
@@ -195,7 +195,7 @@ def _tool_trajectory(question: str, lab: str, leader: str) -> Demonstration:
     )
 
 
-def _calls_lab_leader(lab: str) -> Callable[[str], bool]:
+def calls_lab_leader(lab: str) -> Callable[[str], bool]:
     """Structural and by arguments: a parsed `lab_leader` call whose arguments are exactly
     `{"lab": lab}` (a nested or misspelt argument is a wrong call)."""
 

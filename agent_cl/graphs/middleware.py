@@ -196,10 +196,22 @@ class EpisodeLogger:
                 "answer": correction,
                 "status": DemoStatus.PENDING,
                 "metadata": {**episode.metadata, "corrected": True},
+                "messages": _corrected_run(episode.messages, correction),
             }
         )
         [fixed_id] = self.store.add([fixed])
         return fixed_id
+
+
+def _corrected_run(messages: list[dict], correction: str) -> list[dict]:
+    """The run with its final answer replaced by the correction: a night trains on every
+    assistant turn of a trajectory (consolidation.trajectories.expand), so a corrected episode
+    that kept its wrong answer would teach the very answer feedback rejected."""
+    if not messages:
+        return messages
+    if messages[-1].get("type") == "ai":
+        messages = messages[:-1]
+    return [*messages, *messages_to_dict([AIMessage(correction)])]
 
 
 def _run_id() -> str:

@@ -1,0 +1,454 @@
+"""`agent-cl eval --experiment long-run`: an agent's life of days and nights, through the
+product's own path, measured every morning.
+
+By day the tasks (long_run_plan) go through the public agents on the served model: facts and
+JSON through `build_agent` (the note or worked example in context, the expected-answer verifier
+logging what succeeds), tools through `create_agent(..., tools=[lab_leader])` with
+`DemonstrationMiddleware` (when the served model does not call the tool right, a stronger
+model's run, the ideal trajectory, is logged instead: the way a team seeds a tool skill), and
+corrections through `record_outcome`. By night `Night(settings, store).job(tenant).run()` runs
+exactly as `agent-cl sleep` does with the Settings defaults and swaps the served model. Each
+morning asks every night's held-out questions with nothing in context, and reads retention and
+KL against the base from the night's gate (the gate scored the very candidate now served, or
+the version it kept). Every few mornings the same questions are answered by text memory: the
+base with plain top-k retrieval, and the served model with the agent's own retrieval.
+
+The run lives in `--out`: `home/` (store, registry, journals) and `results.json`, written after
+each day, night and morning, so a killed run resumes where it stopped (a day re-run logs the
+same content-addressed episodes, which the store keeps once; a night resumes from its journal).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+
+from agent_cl.config import Settings
+from agent_cl.durable import atomic_write_json, read_json
+from agent_cl.evals.long_run_plan import KINDS, Curriculum, LongRunPlan, Question, Task
+from agent_cl.evals.suites import with_demonstrations
+from agent_cl.graphs.middleware import DEFAULT_MIN_SCORE, message_text
+from agent_cl.memory.schema import DemoStatus
+from agent_cl.models.provision import provisioned_model_dir
+
+RESULTS = "results.json"
+TENANT = "long-run"
+TEXT_K = 2  # demonstrations a text memory retrieves (the eval's and the agent's default)
+Say = Callable[[str], None]
+
+
+class PlanMismatchError(ValueError):
+    """results.json in --out was measured with another plan."""
+
+
+class LongRun:
+    """The world of one long run (served model, store, agents, nights) and its phases."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        plan: LongRunPlan,
+        out: Path,
+        *,
+        say: Say = print,
+        on_step: Callable[[Any], None] | None = None,
+        command: str | None = None,
+    ) -> None:
+        self.plan, self.out, self.say, self.on_step = plan, Path(out), say, on_step
+        self.curriculum = Curriculum.build(plan)
+        model_dir = provisioned_model_dir(settings.model_dir, settings.models_dir)
+        overrides: dict[str, Any] = {"home": self.out / "home", "tenant": TENANT}
+        if plan.steps_per_demo is not None:
+            overrides["sleep_steps_per_demo"] = plan.steps_per_demo
+        # The night is the product's: every other setting is the caller's (the defaults).
+        self.settings = dataclasses.replace(settings, model_dir=model_dir, **overrides)
+        self.results = self._load(command)
+        self._world: _World | None = None
+
+    # -- results ----------------------------------------------------------------------------
+    def _load(self, command: str | None) -> dict[str, Any]:
+        path = self.out / RESULTS
+        if path.exists():
+            data = read_json(path, fix=f"move {path} aside to start the long run again")
+            if data.get("sizing") != self.plan.sizing():
+                raise PlanMismatchError(
+                    f"{path} was measured with {data.get('sizing')}; this run asks for "
+                    f"{self.plan.sizing()}: use another --out, or the same options"
+                )
+            return data
+        return {
+            "experiment": "long-run",
+            "sizing": self.plan.sizing(),
+            "plan": self.plan.to_dict(),
+            "command": command,
+            "model": self.settings.model_dir.name,
+            "days": {},
+            "nights": {},
+            "mornings": {},
+        }
+
+    def _save(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.out / RESULTS, self.results)
+
+    @property
+    def world(self) -> _World:
+        if self._world is None:
+            self._world = _World(self.settings, self.plan, self.say)
+        return self._world
+
+    # -- the life ---------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Every day, night and morning not yet in results.json; returns the results."""
+        self._save()
+        try:
+            for night in range(1, self.plan.nights + 1):
+                key = str(night)
+                if key not in self.results["days"]:
+                    self.results["days"][key] = self.day(night)
+                    self._save()
+                if key not in self.results["nights"]:
+                    self.results["nights"][key] = self.night(night)
+                    self._save()
+                if key not in self.results["mornings"]:
+                    self.results["mornings"][key] = self.morning(night)
+                    self._save()
+        finally:
+            if self._world is not None:
+                self._world.close()
+        self.results["summary"] = summarise(self.results)
+        self._save()
+        return self.results
+
+    def day(self, night: int) -> dict[str, Any]:
+        tasks = self.curriculum.days[night]
+        self.say(f"day {night}: {len(tasks)} tasks through the agent")
+        world = self.world
+        done: dict[str, dict[str, int]] = {}
+        for task in tasks:
+            logged, by_served = world.work(self.curriculum, task)
+            row = done.setdefault(f"{task.kind}/{task.mode}", {"asked": 0, "logged": 0})
+            row["asked"] += 1
+            row["logged"] += int(logged)
+            row["served_solved"] = row.get("served_solved", 0) + int(by_served)
+        pending = world.store.count(tenant=TENANT, status=DemoStatus.PENDING)
+        self.say(f"day {night}: {pending} demonstrations pending")
+        return {"tasks": done, "pending_after_day": pending}
+
+    def night(self, night: int) -> dict[str, Any]:
+        world = self.world
+        self.say(f"night {night}: sleep ({world.night.plan.method}, the product's defaults)")
+        overrides: dict[str, Any] = {"on_publish": world.swap, "on_step": self.on_step}
+        if world.retention is not None:
+            overrides["retention"] = world.retention
+        started = time.perf_counter()
+        report = world.night.job(TENANT, **overrides).run()
+        seconds = time.perf_counter() - started
+        gate = report.gate or {}
+        self.say(f"night {night}: {report.status} in {seconds:.0f} s ({gate.get('reason', '')})")
+        return {
+            "status": report.status,
+            "demonstrations": report.demonstrations,
+            "replayed": report.replayed,
+            "steps": report.train.get("steps"),
+            "seconds": seconds,
+            "train_seconds": report.train.get("seconds"),
+            "version": report.adapter_version,
+            "gate": {k: gate.get(k) for k in ("passed", "reason", "before", "after", "base")},
+            "error": report.error,
+            "pending_after_night": world.store.count(tenant=TENANT, status=DemoStatus.PENDING),
+        }
+
+    def morning(self, night: int) -> dict[str, Any]:
+        """Every night's held-out questions on the served model; retention and KL against the
+        base as the gate measured the served candidate; text memory every few mornings."""
+        world = self.world
+        asked = [q for n in range(1, night + 1) for q in self.curriculum.questions(n)]
+        answers = world.answers([q.conversation for q in asked])
+        hits = [q.is_correct(a) for q, a in zip(asked, answers, strict=True)]
+        record: dict[str, Any] = {
+            "served_version": world.backend.adapter_version,
+            "skills": skill_scores(asked, hits),
+            **self._served_scores(night),
+        }
+        if night % self.plan.memory_every == 0 or night == self.plan.nights:
+            self.say(f"morning {night}: text memory on {len(asked)} questions")
+            record["text_memory"] = skill_scores(asked, world.with_memory(asked, base=True))
+            record["agent_retrieval"] = skill_scores(asked, world.with_memory(asked, base=False))
+        skills = record["skills"]["by_night"]
+        self.say(
+            f"morning {night}: v{record['served_version']} answers this night's skills "
+            f"{skills.get(str(night), {}).get('acc', float('nan')):.2f}, robust retention "
+            f"{record['retention']['robust']:.3f} (base {record['base']['robust']:.3f})"
+        )
+        return record
+
+    def _served_scores(self, night: int) -> dict[str, Any]:
+        """Retention (robust, full, per kind) and KL of the served model, as the gate scored
+        it: after a publish the candidate's scores, after a rejection the kept version's."""
+        report = self.results["nights"][str(night)]
+        gate = report["gate"]
+        served = gate.get("after") if report["status"] == "published" else gate.get("before")
+        previous = self.results["mornings"].get(str(night - 1), {})
+        if not served:  # nothing to do tonight: the served model is yesterday's
+            return {k: previous.get(k) for k in ("retention", "base", "kl_from_base")}
+        base = gate.get("base") or served
+        kl = served.get("kl_from_base")
+        if report["status"] != "published":
+            kl = previous.get("kl_from_base")
+        return {
+            "retention": _retention(served),
+            "base": _retention(base),
+            "kl_from_base": kl,
+        }
+
+
+class _World:
+    """What the run needs loaded: the served model, the store, the agents, the night."""
+
+    def __init__(self, settings: Settings, plan: LongRunPlan, say: Say) -> None:
+        from langchain.agents import create_agent
+
+        from agent_cl.evals.tools_skill import called_lab_leader, lab_leader
+        from agent_cl.graphs.agent import build_agent
+        from agent_cl.graphs.middleware import DemonstrationMiddleware
+        from agent_cl.memory.chroma import ChromaDemonstrationStore
+        from agent_cl.night.gate import retention_items
+        from agent_cl.night.night import Night
+        from agent_cl.serving.chat_model import BackendChatModel
+        from agent_cl.serving.local_backend import LocalBackend
+
+        self.plan = plan
+        say(f"loading {settings.model_dir.name} (in-process backend) and the Chroma store")
+        self.store = ChromaDemonstrationStore.open(settings.store_dir)
+        self.night = Night(settings, self.store)
+        self.backend = LocalBackend(settings.model_dir, torch_threads=settings.torch_threads)
+        current = self.night.registry(TENANT).current()
+        if current is not None:  # a resumed run serves what the registry serves
+            self.backend.swap(current.version, current.path)
+        self._base: LocalBackend | None = None
+        self._settings = settings
+        self.retention = retention_items(plan.retention_limit) if plan.retention_limit else None
+        self.chat = BackendChatModel(backend=self.backend, max_new_tokens=plan.max_new_tokens)
+        self._checks: dict[str, Callable[[str], bool]] = {}
+        self.agent = build_agent(
+            self.chat, self.store, tenant=TENANT, verifier=self._verified, k=TEXT_K
+        )
+        self.tool_memory = DemonstrationMiddleware(
+            self.store, verifier=called_lab_leader, skill="tools", tenant=TENANT, k=TEXT_K
+        )
+        self.feedback_memory = DemonstrationMiddleware(
+            self.store, verifier=_undecided, skill="facts", tenant=TENANT, k=TEXT_K
+        )
+        self._create_agent, self._lab_leader = create_agent, lab_leader
+
+    def _verified(self, state) -> bool:
+        check = self._checks.get(state.get("question", ""))
+        return bool(check and check(state.get("answer", "")))
+
+    # -- the day ----------------------------------------------------------------------------
+    def work(self, curriculum: Curriculum, task: Task) -> tuple[bool, bool]:
+        """One task through the agent; (logged, solved by the served model itself)."""
+        if task.kind == "tools":
+            return self._tool_task(curriculum, task)
+        if task.mode == "correct":
+            return self._corrected_task(curriculum, task)
+        if task.kind == "json":
+            item = curriculum.json_tasks[task.index]
+            guide = curriculum.json_guide
+            context = f"For example, '{guide.sentence}' is written as {guide.answer}."
+            question, check = item.question, item.is_correct
+        else:
+            fact = curriculum.facts[task.index]
+            context = fact.note if task.mode == "new" else None
+            question = fact.question  # a recurring fact comes back as it was asked first
+            check = fact.is_correct
+        self._checks[question] = check
+        state = self.agent.invoke(
+            {"question": question, "context": context or "", "skill": task.kind}
+        )
+        logged = bool(state.get("demonstration_id"))
+        return logged, logged
+
+    def _tool_task(self, curriculum: Curriculum, task: Task) -> tuple[bool, bool]:
+        from langchain_core.messages import HumanMessage
+
+        item = curriculum.tools[task.index]
+        question = {"messages": [HumanMessage(item.question)]}
+        served = self._create_agent(
+            self.chat, tools=[self._lab_leader], middleware=[self.tool_memory]
+        )
+        try:
+            state = served.invoke(question, {"recursion_limit": 6})
+            solved = bool(state.get("agent_cl_demonstration_id"))
+        except Exception:  # a run that loops or breaks is a failed run, as in an app
+            solved = False
+        if solved:
+            return True, True
+        teacher = self._create_agent(
+            _Demonstrator(messages=iter(_ideal_run(item))),
+            tools=[self._lab_leader],
+            middleware=[self.tool_memory],
+        )
+        state = teacher.invoke(question)
+        return bool(state.get("agent_cl_demonstration_id")), False
+
+    def _corrected_task(self, curriculum: Curriculum, task: Task) -> tuple[bool, bool]:
+        """A fact asked with no note; the user's feedback confirms or corrects the answer."""
+        from langchain_core.messages import HumanMessage
+
+        fact = curriculum.facts[task.index]
+        agent = self._create_agent(self.chat, middleware=[self.feedback_memory])
+        state = agent.invoke({"messages": [HumanMessage(fact.question)]})
+        if not state.get("agent_cl_demonstration_id"):
+            return False, False  # a blank answer: the middleware logs nothing to correct
+        answer = message_text(state["messages"][-1])
+        right = fact.is_correct(answer)
+        correction = None if right else fact.answer_sentence
+        kept = self.feedback_memory.record_outcome(
+            state["agent_cl_run_id"], success=right, correction=correction
+        )
+        return bool(kept), right
+
+    # -- the night and the morning ------------------------------------------------------------
+    def swap(self, version) -> None:
+        self.backend.swap(version.version, version.path)
+
+    def answers(self, conversations: Sequence[list[dict]], *, base: bool = False) -> list[str]:
+        if not conversations:
+            return []
+        backend = self.base_backend() if base else self.backend
+        return backend.generate(list(conversations), max_new_tokens=self.plan.max_new_tokens).texts
+
+    def base_backend(self):
+        """The base model alone, for text memory without weights (loaded once, on demand)."""
+        from agent_cl.serving.local_backend import LocalBackend
+
+        if self._base is None:
+            self._base = LocalBackend(
+                self._settings.model_dir, torch_threads=self._settings.torch_threads
+            )
+        return self._base
+
+    def with_memory(self, questions: Sequence[Question], *, base: bool) -> list[bool]:
+        """Right answers with text memory: the base with plain top-k (the LangMem-style
+        baseline), or the served model with the agent's own cut (cosine >= 0.8)."""
+        cut = 0.0 if base else DEFAULT_MIN_SCORE
+        convs = []
+        for q in questions:
+            hits = self.store.search(q.text, k=TEXT_K, tenant=TENANT)
+            retrieved = [h.demonstration for h in hits if h.score >= cut]
+            convs.append(with_demonstrations(q.conversation, retrieved))
+        answers = self.answers(convs, base=base)
+        return [q.is_correct(a) for q, a in zip(questions, answers, strict=True)]
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _undecided(messages) -> None:
+    """No verifier can tell a fact asked without its note: the user's feedback decides."""
+    return None
+
+
+def _ideal_run(item) -> list:
+    from langchain_core.messages import AIMessage
+
+    call = {"name": "lab_leader", "args": {"lab": item.lab}, "id": "call-1"}
+    return [AIMessage("", tool_calls=[call]), AIMessage(f"{item.leader} leads the {item.lab} Lab.")]
+
+
+class _Demonstrator(GenericFakeChatModel):
+    """A stronger model's run, replayed: the trajectory a team seeds a tool skill with."""
+
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+
+def _retention(scores: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "robust": scores.get("retention"),
+        "full": scores.get("retention_full"),
+        "kinds": scores.get("retention_kinds") or {},
+    }
+
+
+def skill_scores(questions: Sequence[Question], hits: Sequence[bool]) -> dict[str, Any]:
+    """Accuracy over everything, per night that taught it, and per kind."""
+
+    def acc(selected: list[bool]) -> dict[str, Any]:
+        return {"acc": sum(selected) / len(selected) if selected else None, "n": len(selected)}
+
+    by_night: dict[str, list[bool]] = {}
+    by_kind: dict[str, list[bool]] = {}
+    for q, hit in zip(questions, hits, strict=True):
+        by_night.setdefault(str(q.night), []).append(bool(hit))
+        by_kind.setdefault(q.kind, []).append(bool(hit))
+    return {
+        **acc([bool(h) for h in hits]),
+        "by_night": {n: acc(v) for n, v in by_night.items()},
+        "by_kind": {k: acc(by_kind[k]) for k in KINDS if k in by_kind},
+    }
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """The run's headline: what the last morning shows, and the worst night."""
+    mornings = results["mornings"]
+    nights = results["nights"]
+    if not mornings:
+        return {}
+    last_key = max(mornings, key=int)
+    last = mornings[last_key]
+    kept = [
+        v["acc"] for v in last["skills"]["by_night"].values() if v["acc"] is not None and v["n"]
+    ]
+    # the morning after each night, on that night's own skills
+    fresh = [
+        m["skills"]["by_night"].get(n, {}).get("acc")
+        for n, m in mornings.items()
+        if m["skills"]["by_night"].get(n, {}).get("acc") is not None
+    ]
+    retention = last.get("retention") or {}
+    base = last.get("base") or {}
+    drop = (
+        base["robust"] - retention["robust"]
+        if retention.get("robust") is not None and base.get("robust") is not None
+        else None
+    )
+    tools = last["skills"]["by_kind"].get("tools", {}).get("acc")
+    return {
+        "nights": len(nights),
+        "published": sum(n["status"] == "published" for n in nights.values()),
+        "rejected": sum(n["status"] == "rejected" for n in nights.values()),
+        "skills_kept_min": min(kept) if kept else None,
+        "skills_kept_mean": statistics.mean(kept) if kept else None,
+        "fresh_min": min(fresh) if fresh else None,
+        "robust_drop_vs_base": drop,
+        "kl_from_base": last.get("kl_from_base"),
+        "tools_heldout": tools,
+        "max_night_s": max((n["seconds"] for n in nights.values()), default=None),
+        "demonstrations": sum(n["demonstrations"] for n in nights.values()),
+    }
+
+
+def final_line(summary: dict[str, Any]) -> str:
+    def fmt(value: Any) -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    keys = (
+        "nights",
+        "published",
+        "skills_kept_min",
+        "robust_drop_vs_base",
+        "tools_heldout",
+        "max_night_s",
+    )
+    return "long_run " + " ".join(f"{k}={fmt(summary.get(k))}" for k in keys)

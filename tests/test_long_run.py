@@ -1,0 +1,119 @@
+"""The long run's smoke: two nights of an agent's life through the public agents, the product's
+night and its served model; then resumed, and reported. It runs on the tiny random model (on the
+embedded model a night's gate alone takes 2-4 minutes on 2 cores); the embedded model's run is
+`agent-cl eval --experiment long-run --quick`, committed under docs/results/long_run/."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from langchain_core.messages import messages_from_dict
+from typer.testing import CliRunner
+
+from agent_cl.cli import app
+from agent_cl.config import Settings
+from agent_cl.evals.long_run import RESULTS, TENANT, LongRun, PlanMismatchError, final_line
+from agent_cl.evals.long_run_plan import Curriculum, LongRunPlan
+from agent_cl.evals.long_run_report import build_report, write_plots
+from agent_cl.memory.chroma import ChromaDemonstrationStore
+from agent_cl.memory.schema import DemoStatus
+
+pytestmark = pytest.mark.slow
+
+SMOKE = {"nights": 2, "demos_per_night": 4, "steps_per_demo": 1, "retention_limit": 8}
+
+
+def test_the_curriculum_mixes_kinds_recurs_and_corrects():
+    plan = LongRunPlan.quick(nights=3)
+    curriculum = Curriculum.build(plan)
+    first, later = curriculum.days[1], curriculum.days[3]
+    assert {t.kind for t in first} == {"facts", "json", "tools"}
+    assert {t.mode for t in first} == {"new", "correct"}  # nothing to recur on day 1
+    assert "recur" in {t.mode for t in later}
+    taught = {t.index for d in (1, 2) for t in curriculum.days[d] if t.kind == "facts"}
+    assert all(t.index in taught for t in later if t.mode == "recur")
+    # held-out questions are never the questions a day logs
+    asked = {curriculum.facts[t.index].question for d in curriculum.days.values() for t in d
+             if t.kind == "facts"}  # fmt: skip
+    assert not asked & {q.text.split("\n")[-1] for q in curriculum.questions(1)}
+    tools = [q for q in curriculum.questions(1) if q.kind == "tools"]
+    assert tools and "lab_leader" in tools[0].conversation[0]["content"]
+    assert Curriculum.build(plan).days == curriculum.days  # deterministic
+    with pytest.raises(ValueError, match="kinds"):
+        LongRunPlan(kinds=("poems",))
+    with pytest.raises(ValueError, match="recurring"):
+        LongRunPlan(recurring=0.6, corrections=0.5)
+
+
+def test_two_nights_of_a_life_resume_and_report(tiny_model_dir, tmp_path):
+    settings = Settings(home=tmp_path / "unused", model_dir=tiny_model_dir)
+    plan = LongRunPlan.quick(**SMOKE)
+    out = tmp_path / "long-run"
+    results = LongRun(settings, plan, out, say=lambda m: None).run()
+
+    nights, mornings, days = results["nights"], results["mornings"], results["days"]
+    assert sorted(nights) == sorted(mornings) == sorted(days) == ["1", "2"]
+    for key, night in nights.items():
+        assert night["status"] in ("published", "rejected"), night
+        assert night["demonstrations"] >= 1 and night["steps"] == night["demonstrations"]
+        assert night["pending_after_night"] == 0  # the night took the whole day
+        assert days[key]["tasks"]["tools/new"]["logged"] == 1  # served, else the teacher's run
+        # the morning after asks every night so far, retention read against the base
+        assert sorted(mornings[key]["skills"]["by_night"]) == [
+            str(n) for n in range(1, int(key) + 1)
+        ]
+        assert mornings[key]["base"]["robust"] is not None
+        assert "text_memory" in mornings[key] and "agent_retrieval" in mornings[key]
+    assert set(mornings["2"]["skills"]["by_kind"]) == {"facts", "json", "tools"}
+
+    store = ChromaDemonstrationStore.open(out / "home" / "store")
+    demos = store.list(tenant=TENANT)
+    # nothing stranded: every demonstration was consolidated or rejected by a night
+    assert {d.status for d in demos} <= {DemoStatus.CONSOLIDATED, DemoStatus.REJECTED}
+    assert all(days[k]["tasks"]["facts/correct"]["asked"] for k in days)
+    # a corrected episode teaches the correction (the tiny model may answer blank, which the
+    # middleware does not log; the embedded model's quick run logs every correction)
+    for demo in (d for d in demos if d.metadata.get("corrected")):
+        assert messages_from_dict(demo.messages)[-1].content == demo.answer
+    store.close()
+
+    summary = results["summary"]
+    assert summary["nights"] == 2 and summary["demonstrations"] == sum(
+        n["demonstrations"] for n in nights.values()
+    )
+    assert final_line(summary).startswith("long_run nights=2 published=")
+
+    # Resumed: nothing runs again; another plan is refused, not mixed in.
+    again = LongRun(settings, plan, out, say=lambda m: None).run()
+    assert again["nights"] == nights
+    with pytest.raises(PlanMismatchError):
+        LongRun(settings, LongRunPlan.quick(**{**SMOKE, "nights": 3}), out)
+
+    report = build_report(results)
+    assert "## Nights" in report and "## After the last night" in report
+    assert "## The same questions with text memory" in report
+    assert {p.name for p in write_plots(results, tmp_path)} == {
+        "skills.png",
+        "retention.png",
+        "night_time.png",
+    }
+
+    # The CLI rebuilds the report from results.json and prints the final line.
+    cli = CliRunner().invoke(
+        app, ["eval", "--experiment", "long-run", "--quick", "--nights", "2", "--demos", "4",
+              "--retention-limit", "8", "--report-only", "--out", str(out)],
+    )  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    assert "long_run nights=2" in cli.output and (out / "report.md").exists()
+    assert json.loads((out / RESULTS).read_text())["summary"] == summary
+
+
+def test_long_run_options_are_checked():
+    runner = CliRunner()
+    both = runner.invoke(app, ["eval", "--experiment", "long-run,scaling", "--out", "x"])
+    assert both.exit_code != 0 and "alone" in both.output
+    nights = runner.invoke(app, ["eval", "--experiment", "scaling", "--nights", "3", "--out", "x"])
+    assert nights.exit_code != 0 and "long-run only" in nights.output
+    bad = runner.invoke(app, ["eval", "--experiment", "long-run", "--nights", "0", "--out", "x"])
+    assert bad.exit_code != 0 and "nights" in bad.output
