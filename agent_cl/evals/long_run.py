@@ -1,11 +1,11 @@
 """`agent-cl eval --experiment long-run`: an agent's life of days and nights, through the
 product's own path, measured every morning.
 
-By day the tasks (long_run_plan) go through the public agents on the served model: facts and
-JSON through `build_agent` (the note or worked example in context, the expected-answer verifier
-logging what succeeds), tools through `create_agent(..., tools=[lab_leader])` with
-`DemonstrationMiddleware` (when the served model does not call the tool right, a stronger
-model's run, the ideal trajectory, is logged instead: the way a team seeds a tool skill), and
+By day the tasks (long_run_plan) go through the public agents on the served model: facts through
+`build_agent` (the note in context; the verifier logs what succeeds, a failure is lost as in an
+app), JSON through `build_agent` and tools through `create_agent(..., tools=[lab_leader])` with
+`DemonstrationMiddleware` (when the served model fails, a stronger model's run is logged
+instead, the way a team seeds a skill the model cannot do yet; the report counts which), and
 corrections through `record_outcome`. By night `Night(settings, store).job(tenant).run()` runs
 exactly as `agent-cl sleep` does with the Settings defaults and swaps the served model. Each
 morning asks every night's held-out questions with nothing in context, and reads retention and
@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
 
 from agent_cl.config import Settings
 from agent_cl.durable import atomic_write_json, read_json
 from agent_cl.evals.long_run_plan import KINDS, Curriculum, LongRunPlan, Question, Task
 from agent_cl.evals.suites import with_demonstrations
+from agent_cl.graphs.agent import build_agent
 from agent_cl.graphs.middleware import DEFAULT_MIN_SCORE, message_text
 from agent_cl.memory.schema import DemoStatus
 from agent_cl.models.provision import provisioned_model_dir
@@ -216,7 +218,6 @@ class _World:
         from langchain.agents import create_agent
 
         from agent_cl.evals.tools_skill import called_lab_leader, lab_leader
-        from agent_cl.graphs.agent import build_agent
         from agent_cl.graphs.middleware import DemonstrationMiddleware
         from agent_cl.memory.chroma import ChromaDemonstrationStore
         from agent_cl.night.gate import retention_items
@@ -260,21 +261,32 @@ class _World:
         if task.mode == "correct":
             return self._corrected_task(curriculum, task)
         if task.kind == "json":
-            item = curriculum.json_tasks[task.index]
-            guide = curriculum.json_guide
-            context = f"For example, '{guide.sentence}' is written as {guide.answer}."
-            question, check = item.question, item.is_correct
-        else:
-            fact = curriculum.facts[task.index]
-            context = fact.note if task.mode == "new" else None
-            question = fact.question  # a recurring fact comes back as it was asked first
-            check = fact.is_correct
-        self._checks[question] = check
-        state = self.agent.invoke(
-            {"question": question, "context": context or "", "skill": task.kind}
-        )
-        logged = bool(state.get("demonstration_id"))
+            return self._json_task(curriculum, task)
+        fact = curriculum.facts[task.index]
+        question = fact.question  # a recurring fact comes back as it was asked first
+        self._checks[question] = fact.is_correct
+        task_input = {"question": question, "skill": "facts", "expected": fact.answer}
+        if task.mode == "new":
+            task_input["context"] = fact.note
+        logged = bool(self.agent.invoke(task_input).get("demonstration_id"))
         return logged, logged
+
+    def _json_task(self, curriculum: Curriculum, task: Task) -> tuple[bool, bool]:
+        """The served model tries the format with nothing but its memory; when it fails, a
+        stronger model's answer is logged (the format is never stated, only shown: the base
+        answers 0/30 without an example)."""
+        item = curriculum.json_tasks[task.index]
+        self._checks[item.question] = item.is_correct
+        task_input = {"question": item.question, "skill": "json", "expected": item.answer}
+        if self.agent.invoke(task_input).get("demonstration_id"):
+            return True, True
+        from langchain_core.messages import AIMessage
+
+        from agent_cl.graphs.agent import build_agent
+
+        teacher = _Demonstrator(messages=iter([AIMessage(item.answer)]))
+        agent = build_agent(teacher, self.store, tenant=TENANT, verifier=self._verified, k=0)
+        return bool(agent.invoke(task_input).get("demonstration_id")), False
 
     def _tool_task(self, curriculum: Curriculum, task: Task) -> tuple[bool, bool]:
         from langchain_core.messages import HumanMessage
@@ -358,8 +370,6 @@ def _undecided(messages) -> None:
 
 
 def _ideal_run(item) -> list:
-    from langchain_core.messages import AIMessage
-
     call = {"name": "lab_leader", "args": {"lab": item.lab}, "id": "call-1"}
     return [AIMessage("", tool_calls=[call]), AIMessage(f"{item.leader} leads the {item.lab} Lab.")]
 
