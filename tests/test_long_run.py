@@ -46,7 +46,7 @@ def test_the_curriculum_mixes_kinds_recurs_and_corrects():
         LongRunPlan(recurring=0.6, corrections=0.5)
 
 
-def test_two_nights_of_a_life_resume_and_report(tiny_model_dir, tmp_path):
+def test_two_nights_of_a_life_resume_and_report(tiny_model_dir, tmp_path, monkeypatch):
     settings = Settings(home=tmp_path / "unused", model_dir=tiny_model_dir)
     plan = LongRunPlan.quick(**SMOKE)
     out = tmp_path / "long-run"
@@ -107,6 +107,19 @@ def test_two_nights_of_a_life_resume_and_report(tiny_model_dir, tmp_path):
     assert cli.exit_code == 0, cli.output
     assert "long_run nights=2" in cli.output and (out / "report.md").exists()
     assert json.loads((out / RESULTS).read_text())["summary"] == summary
+
+    # The morning report shows it beside the home's tenants; a wrong folder is listed.
+    monkeypatch.setenv("AGENT_CL_HOME", str(out / "home"))
+    page = tmp_path / "page.html"
+    shown = CliRunner().invoke(app, ["report", "--out", str(page), "--long-run", str(out)])
+    assert shown.exit_code == 0, shown.output
+    html = page.read_text()
+    assert 'data-section="long-run"' in html and "long_run nights=2" in html
+    assert 'id="tenant-long-run"' in html and html.count("data:image/png") >= 3
+    wrong = ["report", "--out", str(page), "--long-run", str(tmp_path)]
+    shown = CliRunner().invoke(app, wrong)
+    assert shown.exit_code == 0 and "no long-run results" in shown.output
+    assert 'data-section="long-run"' not in page.read_text()
 
 
 def test_long_run_options_are_checked():

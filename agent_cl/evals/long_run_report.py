@@ -184,3 +184,57 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def html_section(folder: Path, unreadable: list[str]) -> str | None:
+    """The long run in `folder` as a section of the morning report (`agent-cl report
+    --long-run`): its last line, its nights and its figures inline. A missing or damaged
+    results.json is added to `unreadable` and gives no section."""
+    import base64
+    import html
+    import tempfile
+
+    from agent_cl.durable import CorruptFileError, read_json
+    from agent_cl.evals.long_run import RESULTS
+
+    path = Path(folder) / RESULTS
+    try:
+        data = read_json(path, fix="run the long run again, or point --long-run elsewhere")
+    except FileNotFoundError:
+        unreadable.append(f"{path}: no long-run results there")
+        return None
+    except (CorruptFileError, OSError) as exc:
+        unreadable.append(str(exc))
+        return None
+    if not isinstance(data, dict) or data.get("experiment") != "long-run":
+        unreadable.append(f"{path}: not a long run's results")
+        return None
+    summary = data.get("summary") or summarise(data)
+    rows = []
+    for key in _keys(data["nights"]):
+        night, morning = data["nights"][key], data["mornings"].get(key, {})
+        skills = morning.get("skills", {})
+        cells = (
+            key,
+            night["demonstrations"],
+            night["status"],
+            f"{night['seconds']:.0f}",
+            _pct(skills.get("by_night", {}).get(key, {}).get("acc")),
+            _pct(skills.get("acc")),
+            _pct((morning.get("retention") or {}).get("robust")),
+            _kl(morning.get("kl_from_base")),
+        )
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    with tempfile.TemporaryDirectory() as scratch:
+        images = "".join(
+            f'<img class="plot" alt="{p.stem}" src="data:image/png;base64,'
+            f'{base64.b64encode(p.read_bytes()).decode()}">'
+            for p in write_plots(data, Path(scratch))
+        )
+    return (
+        '<section data-section="long-run"><h2>Long run</h2>'
+        f"<p><code>{html.escape(final_line(summary))}</code></p>"
+        "<table><tr><th>night</th><th>claimed</th><th>status</th><th>seconds</th>"
+        "<th>its skills</th><th>all skills</th><th>robust retention</th><th>KL</th></tr>"
+        f"{''.join(rows)}</table>{images}</section>"
+    )

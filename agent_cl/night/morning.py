@@ -16,6 +16,7 @@ import io
 import itertools
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,9 @@ from agent_cl.night.reports import read_reports
 from agent_cl.night.status import next_night, served_by_servers
 
 SECTIONS = ("nights", "versions", "retention", "learned", "store", "servers")
+# More of the page from outside the night (the CLI adds the long run's): given the list of
+# unreadable files to add to, the HTML sections to append.
+ExtraSections = Callable[[list[str]], list[str]]
 
 
 @dataclass
@@ -143,7 +147,7 @@ def _read_registry(
             morning.rollbacks.append(f"v{older} -> {'base' if newer is None else f'v{newer}'}")
 
 
-def render(morning: Morning) -> str:
+def render(morning: Morning, extra: Sequence[str] = ()) -> str:
     """The page: plain HTML and CSS, plots as data URIs, one inline check that every section
     rendered (the browser test reads its verdict)."""
     parts = [
@@ -158,6 +162,7 @@ def render(morning: Morning) -> str:
     if not morning.tenants:
         parts.append("<p>No tenants yet: nothing has been logged or published.</p>")
     parts += [_tenant_html(t) for t in morning.tenants]
+    parts += extra
     return _PAGE.format(body="\n".join(parts), sections=",".join(SECTIONS))
 
 
@@ -332,12 +337,19 @@ section.unreadable {{ background: #fff3cd; padding: .5em; }}
 """
 
 
-def write_page(settings: Settings, out) -> Morning:
+def page(settings: Settings, extra: ExtraSections | None = None) -> tuple[Morning, str]:
+    """What the home shows now, and the page's HTML."""
+    morning = collect(settings)
+    sections = extra(morning.unreadable) if extra is not None else []
+    return morning, render(morning, sections)
+
+
+def write_page(settings: Settings, out, extra: ExtraSections | None = None) -> Morning:
     """Collect and render the page to `out` atomically; returns what it showed."""
     from pathlib import Path
 
     from agent_cl.durable import atomic_write_text
 
-    morning = collect(settings)
-    atomic_write_text(Path(out), render(morning))
+    morning, text = page(settings, extra)
+    atomic_write_text(Path(out), text)
     return morning

@@ -11,11 +11,13 @@ import hmac
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from agent_cl.config import ConfigError, Settings, vllm_api_key
-from agent_cl.night.morning import collect, render
+from agent_cl.night.morning import ExtraSections, page
 from agent_cl.serving.access import is_loopback
 
 
-def report_server(settings: Settings, host: str, port: int) -> ThreadingHTTPServer:
+def report_server(
+    settings: Settings, host: str, port: int, extra: ExtraSections | None = None
+) -> ThreadingHTTPServer:
     """A server answering GET / with a fresh page; the caller runs `serve_forever()`."""
     key = vllm_api_key()
     if not is_loopback(host) and not key:
@@ -31,7 +33,8 @@ def report_server(settings: Settings, host: str, port: int) -> ThreadingHTTPServ
             elif self.path not in ("/", "/index.html"):
                 self._answer(404, b"the report is at /")
             else:
-                self._answer(200, render(collect(settings)).encode(), "text/html; charset=utf-8")
+                _, text = page(settings, extra)
+                self._answer(200, text.encode(), "text/html; charset=utf-8")
 
         def _answer(self, status: int, body: bytes, kind: str = "text/plain") -> None:
             self.send_response(status)
