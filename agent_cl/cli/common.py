@@ -10,7 +10,7 @@ import typing
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -153,3 +153,16 @@ def with_night_options(command: Callable) -> Callable:
     wrapper.__annotations__ = hints
     del wrapper.__wrapped__  # typer must read the new signature, not the original
     return wrapper
+
+
+def training_steps(bar, *, indent: str = "") -> Callable[[Any], None]:
+    """A hidden "training" row on `bar` and the `on_step` callback that shows each step."""
+    task = bar.add_task("training", total=None, visible=False)
+
+    def on_step(record) -> None:
+        label = f"{indent}training ({record.step}/{record.total_steps}, loss {record.loss:.3f})"
+        bar.update(
+            task, total=record.total_steps, completed=record.step, visible=True, description=label
+        )
+
+    return on_step

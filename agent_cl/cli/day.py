@@ -21,6 +21,7 @@ from agent_cl.cli.common import (
     progress_bar,
     quiet_libraries,
     settings_for,
+    training_steps,
     user_errors,
 )
 
@@ -60,18 +61,7 @@ def demo(
     with user_errors():
         config = DemoConfig.quick(**options) if quick else DemoConfig(**options)
     with progress_bar() as progress:
-        task = progress.add_task("training", total=None, visible=False)
-
-        def on_step(record) -> None:
-            label = f"training ({record.step}/{record.total_steps}, loss {record.loss:.3f})"
-            progress.update(
-                task,
-                total=record.total_steps,
-                completed=record.step,
-                visible=True,
-                description=label,
-            )
-
+        on_step = training_steps(progress)
         report = run_demo(
             settings, config, say=lambda m: progress.console.print(f"• {m}"), on_step=on_step
         )

@@ -15,6 +15,7 @@ from agent_cl.cli.common import (
     progress_bar,
     quiet_libraries,
     settings_for,
+    training_steps,
     user_errors,
 )
 from agent_cl.evals.progress import EvalProgress
@@ -118,18 +119,7 @@ def _long_run(out: Path, *, quick: bool, nights, demos, retention_limit, report_
         if (out / RESULTS).exists():
             console.print(f"resuming from {out / RESULTS}")
         with progress_bar() as bar, user_errors(PlanMismatchError):
-            training = bar.add_task("training", total=None, visible=False)
-
-            def on_step(record) -> None:
-                label = f"  training ({record.step}/{record.total_steps})"
-                bar.update(
-                    training,
-                    total=record.total_steps,
-                    completed=record.step,
-                    visible=True,
-                    description=label,
-                )
-
+            on_step = training_steps(bar, indent="  ")
             run = LongRun(settings, plan, out, say=console.print, on_step=on_step,
                           command=command)  # fmt: skip
             run.run()
@@ -138,23 +128,36 @@ def _long_run(out: Path, *, quick: bool, nights, demos, retention_limit, report_
 
 
 def _write_long_run_report(out: Path) -> dict:
-    from agent_cl.durable import atomic_write_text, read_json
-    from agent_cl.evals.long_run import RESULTS, summarise
+    from agent_cl.evals.long_run import summarise
     from agent_cl.evals.long_run_report import build_report, write_plots
+
+    data = _read_results(out, "the long run")
+    if data.get("experiment") != "long-run":
+        with user_errors():
+            raise ValueError(f"{out} holds another experiment's results, not long-run")
+    _write_outputs(out, data, build_report, write_plots)
+    return data.get("summary") or summarise(data)
+
+
+def _read_results(out: Path, what: str) -> dict:
+    from agent_cl.durable import read_json
+    from agent_cl.evals.runner import RESULTS
 
     path = out / RESULTS
     if not path.exists():
-        err.print(f"[bold red]error:[/] no {RESULTS} in {out}: run the long run first")
+        err.print(f"[bold red]error:[/] no {RESULTS} in {out}: run {what} first")
         raise typer.Exit(2)
     with user_errors():
-        data = read_json(path, fix=f"move {path} aside and run again")
-        if data.get("experiment") != "long-run":
-            raise ValueError(f"{path} holds another experiment's results, not long-run")
+        return read_json(path, fix=f"move {path} aside and run again")
+
+
+def _write_outputs(out: Path, data: dict, build_report, write_plots) -> None:
+    from agent_cl.durable import atomic_write_text
+
     atomic_write_text(out / "report.md", build_report(data))
     for picture in write_plots(data, out):
         console.print(f"plot written to {picture}")
     console.print(f"report written to {out / 'report.md'}")
-    return data.get("summary") or summarise(data)
 
 
 def _plan_options(*, sizes: str | None, retention_limit: int | None, **given) -> dict:
@@ -169,21 +172,10 @@ def _plan_options(*, sizes: str | None, retention_limit: int | None, **given) ->
 
 
 def _write_report(out: Path) -> None:
-    from agent_cl.durable import atomic_write_text, read_json
     from agent_cl.evals.report import build_report
     from agent_cl.evals.report_plots import write_plots
-    from agent_cl.evals.runner import RESULTS
 
-    path = out / RESULTS
-    if not path.exists():
-        err.print(f"[bold red]error:[/] no {RESULTS} in {out}: run the evaluation first")
-        raise typer.Exit(2)
-    with user_errors():
-        data = read_json(path, fix=f"move {path} aside and run again")
-    atomic_write_text(out / "report.md", build_report(data))
-    for picture in write_plots(data, out):
-        console.print(f"plot written to {picture}")
-    console.print(f"report written to {out / 'report.md'}")
+    _write_outputs(out, _read_results(out, "the evaluation"), build_report, write_plots)
 
 
 class _RichProgress(EvalProgress):
