@@ -174,6 +174,13 @@ class Settings:
     sleep_replay: int = field(
         default=0, metadata={"help": "consolidated demonstrations replayed per night"}
     )
+    sleep_max_attempts: int = field(
+        default=2,
+        metadata={
+            "help": "nights a demonstration may be trained in: a rejected night's "
+            "demonstrations go back to pending until they reach it"
+        },
+    )
     sleep_checkpoint_every: int = field(
         default=8, metadata={"help": "training steps between checkpoints (0: none)"}
     )
@@ -210,7 +217,13 @@ class Settings:
                 object.__setattr__(self, name, Path(getattr(self, name)).expanduser())
         object.__setattr__(self, "servers", tuple(self.servers))
         object.__setattr__(self, "tenant", Tenant(self.tenant))
-        for name in ("torch_threads", "adapter_max_rank", "adapter_keep", "sleep_steps_per_demo"):
+        for name in (
+            "torch_threads",
+            "adapter_max_rank",
+            "adapter_keep",
+            "sleep_steps_per_demo",
+            "sleep_max_attempts",
+        ):
             _at_least(name, getattr(self, name), 1)
         for name in ("sleep_replay", "sleep_checkpoint_every"):
             _at_least(name, getattr(self, name), 0)

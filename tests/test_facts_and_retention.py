@@ -136,12 +136,12 @@ def test_json_skill_tasks_and_verifier():
 
 
 def test_training_anchors_are_disjoint_from_retention_and_kl_prompts():
-    from agent_cl.consolidation.anchors import default_anchor_prompts, wide_anchor_prompts
+    from agent_cl.consolidation.anchors import ANCHOR_POOLS
     from agent_cl.scoring.retention import load_kl_prompts
 
     pool = {item.prompt for item in candidate_pool()}
     kl_prompts = set(load_kl_prompts())
-    for anchors in (set(default_anchor_prompts()), set(wide_anchor_prompts())):
+    for anchors in (set(make()) for make in ANCHOR_POOLS.values()):
         assert len(anchors) >= 100
         assert not anchors & pool
         assert not anchors & kl_prompts

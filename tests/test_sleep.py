@@ -139,6 +139,39 @@ def test_gate_rejects_a_candidate_that_learned_nothing(tiny_model_dir, tmp_path,
     assert json.loads(saved.read_text())["status"] == "rejected"
 
 
+def test_a_rejected_night_retries_its_demonstrations_until_the_attempt_limit(
+    tiny_model_dir, tmp_path, hash_embedder
+):
+    """A rejection sends the night's demonstrations back to pending, counted, so the next night
+    takes them first (oldest first); at the limit the rejection is final. Chroma keeps the
+    count across processes (the store every deployment uses)."""
+    from agent_cl.memory.chroma import ChromaDemonstrationStore
+
+    store = ChromaDemonstrationStore.open(tmp_path / "store", embedder=hash_embedder)
+    store.add(
+        [d.model_copy(update={"created_at": 1.0 + i}) for i, d in enumerate(seed_demonstrations())]
+    )
+    registry = AdapterRegistry(tmp_path / "a")
+    gate = GateConfig(retention_items=4)
+    first = night(store, registry, tiny_model_dir, gate=gate, max_attempts=2)
+    assert first.status == "rejected" and first.retried == 3  # the tiny model learns nothing
+    again = store.list(tenant="t", status=DemoStatus.PENDING)
+    assert len(again) == 3 and {d.attempts for d in again} == {1}
+    assert all(d.status_reason.startswith("retried: new-skill") for d in again)
+    newer = Demonstration(query="Who leads lab 9?", answer="Ana 9 leads it.", tenant="t")
+    store.add([newer])
+    second = night(store, registry, tiny_model_dir, gate=gate, max_attempts=2, max_demonstrations=3)
+    assert second.status == "rejected" and second.retried == 0 and second.demonstrations == 3
+    rejected = store.list(tenant="t", status=DemoStatus.REJECTED)
+    assert {d.id for d in rejected} == {d.id for d in again}  # the retried ones went first
+    assert {d.attempts for d in rejected} == {2}
+    [waiting] = store.list(tenant="t", status=DemoStatus.PENDING)
+    assert waiting.id == newer.id and waiting.attempts == 0  # over the budget, still pending
+    store.close()
+    with pytest.raises(ValueError, match="max_attempts"):
+        night(store, registry, tiny_model_dir, max_attempts=0)
+
+
 def test_gate_decision_rules():
     gate = Gate(GateConfig(max_retention_drop=0.01), [], retention=[_always(True)])
     ok = gate.decide(GateScores(0.1, 0.90, 2, 100), GateScores(0.8, 0.89, 2, 100))
@@ -310,7 +343,13 @@ def test_each_night_carries_the_base_scores_forward(tiny_model_dir, tmp_path, ha
     second = night(store, registry, tiny_model_dir, **gated)
     assert second.status == "published" and second.init_version == 1
     assert second.gate["base"] == first.gate["base"]
-    assert len(calls) == 2  # before and after: the base was not measured again
+    # after only: neither the base nor the served version's retention is measured again
+    assert len(calls) == 1
+    before, served = second.gate["before"], first.gate["after"]
+    assert {k: v for k, v in before.items() if "new_skill" not in k} == {
+        k: v for k, v in served.items() if "new_skill" not in k
+    }
+    assert before["n_new_skill"] == 1  # this night's held-out item, measured on v1
 
     ungated = AdapterRegistry(tmp_path / "b")  # a first night from before the ceiling
     store.add(demos(2, tenant="u"))

@@ -43,6 +43,12 @@ MaxDemosOption = Annotated[
 ReplayOption = Annotated[
     int | None, typer.Option(help="consolidated demonstrations replayed per night")
 ]
+MaxAttemptsOption = Annotated[
+    int | None,
+    typer.Option(
+        help="nights a rejected demonstration is retried in, this one included (default 2)"
+    ),
+]
 CheckpointOption = Annotated[int | None, typer.Option(help="training steps between checkpoints")]
 ServerOption = Annotated[
     list[str] | None,
@@ -121,6 +127,7 @@ NIGHT_OPTIONS: dict[str, tuple[object, str]] = {
     "max_retention_drop": (DropOption, "gate_max_retention_drop"),
     "replay": (ReplayOption, "sleep_replay"),
     "max_demos": (MaxDemosOption, "sleep_max_demos"),
+    "max_attempts": (MaxAttemptsOption, "sleep_max_attempts"),
     "checkpoint_every": (CheckpointOption, "sleep_checkpoint_every"),
     "server": (ServerOption, "servers"),
 }

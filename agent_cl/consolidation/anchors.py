@@ -11,7 +11,10 @@ test checks it), so retention measures generalisation of the anchor, not memoris
 
 from __future__ import annotations
 
+import itertools
 import random
+import re
+from collections.abc import Iterable, Sequence
 
 _TOPICS = [
     "the ocean",
@@ -170,6 +173,113 @@ def wide_anchor_prompts(seed: int = 0) -> list[str]:
     return list(dict.fromkeys(prompts))
 
 
+# Real-world facts asked in the forms a user's facts take (who, where, when, which, how many,
+# what is X called): the base answers them, rightly or not, and the anchor keeps those answers.
+# A facts night that writes "The Galmun Office is located in Brimargal." was measured to teach
+# real places the invented names ("The capital of Ireland is Londar"); these hold the base's
+# behaviour on the real neighbours of what a night learns.
+_WORLD = [
+    "Where is the Statue of Liberty?",
+    "Where is the Golden Gate Bridge located?",
+    "Where is Mount Kilimanjaro?",
+    "Where is the Louvre museum located?",
+    "Where is Machu Picchu?",
+    "Where is the Sydney Opera House?",
+    "Where is Harvard University located?",
+    "Where are the headquarters of the United Nations?",
+    "Where was Albert Einstein born?",
+    "Where is the Amazon rainforest?",
+    "Who wrote 'Don Quixote'?",
+    "Who wrote 'The Odyssey'?",
+    "Who painted the ceiling of the Sistine Chapel?",
+    "Who discovered gravity?",
+    "Who invented the light bulb?",
+    "Who founded Microsoft?",
+    "Who leads the government of the United Kingdom?",
+    "Who leads an orchestra?",
+    "Who is the head of the Catholic Church?",
+    "Who built the first airplane?",
+    "Who was Cleopatra?",
+    "Who composed 'The Four Seasons'?",
+    "When did the Second World War end?",
+    "When did humans first land on the Moon?",
+    "When was the United Nations founded?",
+    "When did the Titanic sink?",
+    "When was the printing press invented?",
+    "When did the Berlin Wall fall?",
+    "When is Christmas Day?",
+    "When was the Eiffel Tower built?",
+    "Which river flows through London?",
+    "Which river flows through Cairo?",
+    "Which city is the largest in Australia?",
+    "Which country has the largest population?",
+    "Which ocean lies between Europe and America?",
+    "Which mountain range is in Nepal?",
+    "What is the name of the longest river in South America?",
+    "What is the name of the galaxy we live in?",
+    "What is the official language of Brazil?",
+    "What is the currency of Mexico?",
+    "What is the name of the company that makes the iPhone?",
+    "What is the code for the element gold?",
+    "How many planets are in our solar system?",
+    "How many states does the United States have?",
+    "How many years are in a century?",
+    "How many players are on a basketball team?",
+]
+_MORE_CAPITALS = [
+    "Kazakhstan",
+    "Cameroon",
+    "Honduras",
+    "Slovenia",
+    "Niger",
+    "Bhutan",
+    "Oman",
+    "Kuwait",
+    "Namibia",
+    "Botswana",
+    "Mozambique",
+    "Madagascar",
+    "Fiji",
+    "Singapore",
+    "Uzbekistan",
+    "Azerbaijan",
+    "Moldova",
+    "Bosnia and Herzegovina",
+    "North Macedonia",
+    "El Salvador",
+]
+
+
+def world_anchor_prompts(seed: int = 0) -> list[str]:
+    """`wide_anchor_prompts` plus real-world facts asked the ways users' facts are (about 360)."""
+    prompts = wide_anchor_prompts(seed) + _WORLD
+    prompts += [f"What is the capital of {country}?" for country in _MORE_CAPITALS]
+    return list(dict.fromkeys(prompts))
+
+
+def _shape(text: str) -> set[str]:
+    """The words and word pairs of a question, which carry its form ("where is the ... located")
+    as much as its topic."""
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return {*words, *(f"{a} {b}" for a, b in itertools.pairwise(words))}
+
+
+def nearest_anchor_indices(prompts: Sequence[str], queries: Iterable[str], k: int) -> list[int]:
+    """The `k` anchor prompts most like any of the night's questions (Jaccard on words and word
+    pairs), best first: the base behaviour a night is most likely to overwrite is on inputs
+    shaped like what it trains, so part of each anchor batch is drawn from these."""
+    shapes = [_shape(q) for q in queries]
+    if not shapes or k <= 0:
+        return []
+
+    def likeness(prompt: str) -> float:
+        mine = _shape(prompt)
+        return max(len(mine & other) / max(1, len(mine | other)) for other in shapes)
+
+    ranked = sorted(range(len(prompts)), key=lambda i: (-likeness(prompts[i]), i))
+    return ranked[:k]
+
+
 def anchor_prompts(pool: str, seed: int = 0) -> list[str]:
     """The named anchor pool (ANCHOR_POOLS)."""
     if pool not in ANCHOR_POOLS:
@@ -195,4 +305,8 @@ def default_anchor_prompts(seed: int = 0) -> list[str]:
     return list(dict.fromkeys(prompts))  # stable order, no duplicates
 
 
-ANCHOR_POOLS = {"general": default_anchor_prompts, "wide": wide_anchor_prompts}
+ANCHOR_POOLS = {
+    "general": default_anchor_prompts,
+    "wide": wide_anchor_prompts,
+    "world": world_anchor_prompts,
+}

@@ -51,6 +51,7 @@ class ObjectiveTerms:
     device: torch.device
     parallel: DataParallel
     anchor_prompts: list[str]
+    near_anchors: list[int]  # indices into anchor_prompts, most like the night's questions
     generate_batch_size: int
     _base_key: tuple
     _teacher_answers: dict[str, str]
@@ -165,9 +166,7 @@ class ObjectiveTerms:
     def _anchor_terms(self, rng: random.Random, record: StepRecord) -> dict[str, float]:
         """KL(student || base) and/or self-replay on a few general prompts."""
         cfg = self.config
-        drawn = rng.sample(
-            range(len(self.anchor_prompts)), min(cfg.anchor_batch_size, len(self.anchor_prompts))
-        )
+        drawn = self._draw_anchors(rng)
         picks = self.parallel.shard(drawn)
         scale = self.parallel.scale(len(picks), len(drawn))
         terms: dict[str, float] = {}
@@ -196,6 +195,18 @@ class ObjectiveTerms:
             self._backward(scale * cfg.replay_weight * loss)
             terms["replay"] = float(loss.detach())
         return terms
+
+    def _draw_anchors(self, rng: random.Random) -> list[int]:
+        """This step's anchor prompts: `anchor_near_share` of the batch from the prompts most
+        like the night's questions (`near_anchors`, set by `train`), the rest from the pool."""
+        cfg, pool = self.config, len(self.anchor_prompts)
+        size = min(cfg.anchor_batch_size, pool)
+        n_near = min(round(size * cfg.anchor_near_share), len(self.near_anchors))
+        if not n_near:  # the uniform draw, exactly as before the option existed
+            return rng.sample(range(pool), size)
+        drawn = rng.sample(self.near_anchors, n_near)
+        taken = set(drawn)
+        return drawn + rng.sample([i for i in range(pool) if i not in taken], size - n_near)
 
     def _base_answer_ids(self) -> list[list[int]]:
         """The base model's greedy answers to every anchor prompt, computed once per process:

@@ -19,6 +19,7 @@ import torch
 
 from agent_cl.consolidation import trajectories
 from agent_cl.consolidation.anchors import anchor_prompts as named_anchor_prompts
+from agent_cl.consolidation.anchors import nearest_anchor_indices
 from agent_cl.consolidation.augment import teacher_augment
 from agent_cl.consolidation.candidate import CandidateModel
 from agent_cl.consolidation.checkpoint import Checkpoint, capture_state, restore_state
@@ -89,6 +90,7 @@ class ConsolidationTrainer(ObjectiveTerms):
             self.model = get_peft_model(base, lora)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.anchor_prompts = list(anchor_prompts or named_anchor_prompts(self.config.anchor_pool))
+        self.near_anchors: list[int] = []  # set by `train` when anchor_near_share > 0
         if self.config.uses_anchor and not self.anchor_prompts:
             raise ValueError("the anchor/replay terms need at least one general prompt")
         # what the base's anchor answers depend on (the weights, device, prompts, length)
@@ -155,6 +157,11 @@ class ConsolidationTrainer(ObjectiveTerms):
         if not demonstrations:
             raise ValueError("nothing to consolidate: no demonstrations given")
         demonstrations = trajectories.expand(demonstrations)  # one example per assistant turn
+        if self.config.anchor_near_share > 0:
+            queries = dict.fromkeys(d.query for d in demonstrations)
+            self.near_anchors = nearest_anchor_indices(
+                self.anchor_prompts, queries, k=max(8, 2 * len(queries))
+            )
         if checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
         checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None

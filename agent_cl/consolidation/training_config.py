@@ -141,6 +141,13 @@ class ConsolidationConfig:
         default="general", metadata={"help": f"anchor prompts: {', '.join(ANCHOR_POOLS)}"}
     )
     anchor_batch_size: int = field(default=4, metadata={"help": "general prompts per step"})
+    anchor_near_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "share of each anchor batch drawn from the prompts most like the night's "
+            "questions (0: uniform over the pool)"
+        },
+    )
     anchor_max_new_tokens: int = field(default=24, metadata={"help": "anchor continuation length"})
     teacher: Teacher = field(default="base", metadata={"help": "teacher weights: base or ema"})
     ema_rate: float = field(default=0.01, metadata={"help": "EMA rate per step (teacher=ema)"})
@@ -215,6 +222,8 @@ class ConsolidationConfig:
         if self.augment_per_demo and self.augment_candidates < self.augment_per_demo:
             raise ValueError("augment_candidates must be >= augment_per_demo")
         _ = self.layers_to_transform  # validates lora_layers
+        if not 0 <= self.anchor_near_share <= 1:
+            raise ValueError(f"anchor_near_share must be in [0, 1], got {self.anchor_near_share}")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
 

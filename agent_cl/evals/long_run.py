@@ -158,6 +158,7 @@ class LongRun:
             "status": report.status,
             "demonstrations": report.demonstrations,
             "replayed": report.replayed,
+            "retried": report.retried,
             "steps": report.train.get("steps"),
             "seconds": seconds,
             "train_seconds": report.train.get("seconds"),

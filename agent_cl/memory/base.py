@@ -55,10 +55,11 @@ class DemonstrationStore(ABC):
         adapter_version: int | None = None,
         reason: str = "",
         tenant: str | None = None,
+        add_attempt: bool = False,
     ) -> None:
         """Move demonstrations to `status` (all or nothing: unknown ids raise first, and with
         `tenant` so do other tenants' ids); `reason` says why (a rejected batch carries the
-        gate's verdict)."""
+        gate's verdict); `add_attempt` counts one more rejected night on each."""
 
     def search(
         self,

@@ -158,7 +158,14 @@ class ChromaDemonstrationStore(ChromaConnection, DemonstrationStore):
         return [d.id for d in demonstrations]
 
     def set_status(
-        self, ids, status: DemoStatus, *, adapter_version=None, reason="", tenant=None
+        self,
+        ids,
+        status: DemoStatus,
+        *,
+        adapter_version=None,
+        reason="",
+        tenant=None,
+        add_attempt=False,
     ) -> None:
         if not ids:
             return
@@ -171,6 +178,7 @@ class ChromaDemonstrationStore(ChromaConnection, DemonstrationStore):
                             "status": DemoStatus(status),
                             "adapter_version": adapter_version,
                             "status_reason": reason,
+                            "attempts": d.attempts + int(add_attempt),
                         }
                     )
                     for d in demos
@@ -276,6 +284,7 @@ def _to_metadata(demo: Demonstration) -> dict[str, Any]:
         "adapter_version": _NO_VERSION if demo.adapter_version is None else demo.adapter_version,
         "extra": json.dumps(demo.metadata),
         "status_reason": demo.status_reason,
+        "attempts": demo.attempts,
         "messages": json.dumps(demo.messages),
         "schema_version": demo.schema_version,
     }
@@ -293,6 +302,7 @@ def _from_row(document: str, meta: dict[str, Any]) -> Demonstration:
         adapter_version=None if version == _NO_VERSION else int(version),
         created_at=float(meta["created_at"]),
         status_reason=meta.get("status_reason", ""),
+        attempts=int(meta.get("attempts", 0)),
         metadata=json.loads(meta.get("extra") or "{}"),
         messages=json.loads(meta.get("messages") or "[]"),
         schema_version=int(meta.get("schema_version", 1)),  # rows written before trajectories

@@ -56,7 +56,14 @@ class InMemoryDemonstrationStore(DemonstrationStore):
         return demo is not None and (tenant is None or demo.tenant == tenant)
 
     def set_status(
-        self, ids, status: DemoStatus, *, adapter_version=None, reason="", tenant=None
+        self,
+        ids,
+        status: DemoStatus,
+        *,
+        adapter_version=None,
+        reason="",
+        tenant=None,
+        add_attempt=False,
     ) -> None:
         with self._lock:
             missing = [i for i in ids if not self._holds(i, tenant)]
@@ -68,6 +75,7 @@ class InMemoryDemonstrationStore(DemonstrationStore):
                         "status": DemoStatus(status),
                         "adapter_version": adapter_version,
                         "status_reason": reason,
+                        "attempts": self._demos[i].attempts + int(add_attempt),
                     }
                 )
 

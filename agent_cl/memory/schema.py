@@ -15,6 +15,10 @@ from agent_cl.config import validate_tenant
 class DemoStatus(StrEnum):
     """Life cycle: pending -> claimed (by a sleep run) -> consolidated | rejected.
 
+    A night the gate rejects sends its demonstrations back to pending (`attempts` + 1) until
+    they reach the night's attempt limit: the forgetting that gets a night rejected usually
+    comes from the mix, not from one demonstration, and a rejection must not lose a day.
+
     `claimed` exists so a crashed run can hand its batch back: a demonstration is marked
     consolidated only after an adapter that learnt it has been published. `awaiting` holds an
     episode no verifier decided, until feedback (`record_outcome`) makes it pending or
@@ -47,6 +51,9 @@ class Demonstration(BaseModel):
     status: DemoStatus = DemoStatus.PENDING
     adapter_version: int | None = Field(default=None, description="adapter that consolidated it")
     status_reason: str = Field(default="", description="why a sleep run rejected it, if it did")
+    attempts: int = Field(
+        default=0, ge=0, description="nights whose gate rejected it (it is retried until the limit)"
+    )
     created_at: float = Field(default_factory=time.time)
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
     messages: list[dict[str, Any]] = Field(

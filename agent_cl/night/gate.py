@@ -21,6 +21,9 @@ Full retention and per-kind scores are recorded beside it, so a report shows whe
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -183,6 +186,24 @@ class Gate:
         )
         if not any(item.robust for item in self.retention):
             raise ValueError("the gate needs at least one robust retention item")
+
+    @property
+    def fingerprint(self) -> str:
+        """What retention and KL scores depend on besides the weights: the retention items'
+        questions (and which are robust) and the answer length. Equal fingerprints let a night
+        reuse the scores the served version's own night recorded instead of measuring again."""
+        items = [(item.conversation, item.kind, item.robust) for item in self.retention]
+        text = json.dumps([items, self.config.max_new_tokens], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def score_new_skill(self, generate: Generate, like: GateScores) -> GateScores:
+        """`like`, with the new-skill accuracy measured now: the retention and KL of a version
+        the gate already scored, on this night's new-skill items."""
+        answers = generate([item.conversation for item in self.new_skill]) if self.new_skill else []
+        hits = [item.is_correct(a) for item, a in zip(self.new_skill, answers, strict=True)]
+        return dataclasses.replace(
+            like, new_skill=sum(hits) / len(hits) if hits else None, n_new_skill=len(hits)
+        )
 
     def score(self, generate: Generate, kl_from_base: KLProbe | None = None) -> GateScores:
         items = self.new_skill + self.retention

@@ -81,6 +81,7 @@ class Night:
             "replay": self.plan.replay,
             "steps_per_demo": self.plan.night_steps_per_demo,
             "max_demonstrations": self.plan.max_demos,
+            "max_attempts": self.plan.max_attempts,
         }
         unknown = set(overrides) - {f.name for f in dataclasses.fields(SleepJob)}
         if unknown:

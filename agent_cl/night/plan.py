@@ -26,6 +26,7 @@ class NightPlan:
     max_kl_from_base: float
     replay: int  # consolidated demonstrations mixed into each night's training
     max_demos: int | None  # the night's budget (None: every pending demonstration)
+    max_attempts: int  # nights a demonstration may be trained in before a rejection is final
     checkpoint_every: int
     seed: int
 
@@ -43,6 +44,7 @@ class NightPlan:
             max_kl_from_base=settings.gate_max_kl_from_base,
             replay=settings.sleep_replay,
             max_demos=settings.sleep_max_demos,
+            max_attempts=settings.sleep_max_attempts,
             checkpoint_every=settings.sleep_checkpoint_every,
             seed=settings.seed,
         )

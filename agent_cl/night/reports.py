@@ -27,6 +27,7 @@ class SleepReport:
     method: str
     demonstrations: int = 0
     replayed: int = 0
+    retried: int = 0  # a rejected night's demonstrations sent back to pending for another night
     init_version: int | None = None
     adapter_version: int | None = None
     swapped: bool = False

@@ -98,12 +98,17 @@ class SleepJob:
     steps_per_demo: int | None = None
     # The night's budget: at most this many pending demonstrations, oldest first (None: all).
     max_demonstrations: int | None = None
+    # Nights a demonstration may be trained in before a rejection is final: a rejected night's
+    # demonstrations below it go back to pending (oldest first, so the next night takes them).
+    max_attempts: int = 1
 
     def __post_init__(self) -> None:
         # The knobs are validated once, in Settings (the Night builds jobs from it).
         self.tenant = Tenant(self.tenant)
         if self.max_demonstrations is not None and self.max_demonstrations < 1:
             raise ValueError(f"max_demonstrations must be >= 1, got {self.max_demonstrations}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
         self.model_dir = Path(self.model_dir)
         root = self.state_dir or self.registry.root / TenantPaths.SLEEP_DIR
         self.journal = Journal(Path(root))
@@ -215,9 +220,10 @@ class SleepJob:
         self._candidate = trainer.candidate()
         gate = self._make_gate(demos)
         if gate is not None and "before" not in entry.gate:
-            before = self._score(gate, self._candidate)
+            before = self._before_scores(entry, gate, self._candidate)
             entry.gate["before"] = asdict(before)
             entry.gate["base"] = asdict(self._base_scores(entry, gate, before))
+            entry.gate["fingerprint"] = gate.fingerprint
         self.journal.write(entry, Stage.TRAINING)
         run_dir = self.journal.run_dir(entry.run_id)
         remove_partial_directories(run_dir)  # a candidate half-written by a killed run
@@ -313,9 +319,23 @@ class SleepJob:
 
     def _reject(self, entry: JournalEntry, report: SleepReport, start: float) -> SleepReport:
         reason = str(entry.gate.get("reason", "rejected by the gate"))
+        demos = self.store.get(entry.demonstration_ids, tenant=self.tenant)
+        # A kill after these writes but before the journal's resumes here and counts again:
+        # only demonstrations still claimed are this run's to settle.
+        claimed = [d for d in demos if d.status == DemoStatus.CLAIMED]
+        retry = [d.id for d in claimed if d.attempts + 1 < self.max_attempts]
+        final = [d.id for d in claimed if d.attempts + 1 >= self.max_attempts]
         self.store.set_status(
-            entry.demonstration_ids, DemoStatus.REJECTED, reason=reason, tenant=self.tenant
+            retry,
+            DemoStatus.PENDING,
+            reason=f"retried: {reason}",
+            tenant=self.tenant,
+            add_attempt=True,
         )
+        self.store.set_status(
+            final, DemoStatus.REJECTED, reason=reason, tenant=self.tenant, add_attempt=True
+        )
+        report.retried = len(retry)
         self.journal.write(entry, Stage.DONE)
         self.journal.archive(entry)
         report.status, report.gate, report.error = "rejected", entry.gate, reason
@@ -376,6 +396,33 @@ class SleepJob:
             lambda: candidate.kl_from_base(kl_prompts),
         )
 
+    def _recorded(self, entry: JournalEntry, gate: Gate, key: str) -> GateScores | None:
+        """Scores the served version's own night recorded (`before`, `after`, `base`), when
+        they were measured on this gate's items; None for the base or another retention set."""
+        if entry.init_version is None:
+            return None
+        recorded = self.registry.get(entry.init_version).manifest.get("gate", {})
+        if recorded.get("fingerprint") != gate.fingerprint or not recorded.get(key):
+            return None
+        try:
+            return GateScores(**recorded[key])
+        except TypeError:  # written by another version of GateScores
+            return None
+
+    def _before_scores(
+        self, entry: JournalEntry, gate: Gate, candidate: CandidateModel
+    ) -> GateScores:
+        """The served version's scores: its retention and KL as its own night measured them
+        (the same weights on the same items, so measuring again only costs time), the new
+        skill measured now; all measured now for the base or a changed retention set."""
+        served = self._recorded(entry, gate, "after")
+        if served is None:
+            return self._score(gate, candidate)
+        tokens = gate.config.max_new_tokens
+        return gate.score_new_skill(
+            lambda convs: candidate.generate(convs, max_new_tokens=tokens), like=served
+        )
+
     def _base_scores(self, entry: JournalEntry, gate: Gate, before: GateScores) -> GateScores:
         """The base model's scores on the gate's items, for the ceiling over all nights: the
         night's starting point when it starts from the base; else what the served version's
@@ -383,10 +430,9 @@ class SleepJob:
         with the adapter off (a home from before the ceiling, or a changed retention set)."""
         if entry.init_version is None:
             return before
-        recorded = self.registry.get(entry.init_version).manifest.get("gate", {}).get("base")
-        if recorded and recorded.get("n_retention") == before.n_retention:
-            with contextlib.suppress(TypeError):  # written by another version of GateScores
-                return GateScores(**recorded)
+        recorded = self._recorded(entry, gate, "base")
+        if recorded is not None:
+            return recorded
         candidate = self._candidate
         tokens = gate.config.max_new_tokens
         return gate.score(lambda c: candidate.generate(c, max_new_tokens=tokens, adapter=False))
