@@ -29,13 +29,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ideal_runs(task):
-    from langchain_core.messages import AIMessage
-
-    call = {"name": "lab_leader", "args": {"lab": task.lab}, "id": "call-1"}
-    return [AIMessage("", tool_calls=[call]), AIMessage(f"{task.leader} leads the {task.lab} Lab.")]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train", type=int, default=8, help="logged trajectories")
@@ -46,11 +39,16 @@ def main() -> None:
     args = parser.parse_args()
 
     from langchain.agents import create_agent
-    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
     from langchain_core.messages import HumanMessage
 
     from agent_cl.config import Settings
-    from agent_cl.evals.tools_skill import build_tool_tasks, called_lab_leader, lab_leader
+    from agent_cl.evals.tools_skill import (
+        Demonstrator,
+        build_tool_tasks,
+        called_lab_leader,
+        ideal_run,
+        lab_leader,
+    )
     from agent_cl.graphs.middleware import DemonstrationMiddleware
     from agent_cl.memory.chroma import ChromaDemonstrationStore
     from agent_cl.models.provision import provisioned_model_dir
@@ -58,10 +56,6 @@ def main() -> None:
     from agent_cl.night.plan import NightPlan
     from agent_cl.serving.chat_model import BackendChatModel
     from agent_cl.serving.local_backend import LocalBackend
-
-    class Demonstrator(GenericFakeChatModel):
-        def bind_tools(self, tools, **kwargs):
-            return self
 
     base = Settings.load()
     model_dir = provisioned_model_dir(base.model_dir, base.models_dir)
@@ -76,7 +70,7 @@ def main() -> None:
     memory = DemonstrationMiddleware(store, verifier=called_lab_leader, skill="tools")
     for task in train:
         agent = create_agent(
-            Demonstrator(messages=iter(ideal_runs(task))), tools=[lab_leader], middleware=[memory]
+            Demonstrator(messages=iter(ideal_run(task))), tools=[lab_leader], middleware=[memory]
         )
         agent.invoke({"messages": [HumanMessage(task.question)]})
     logged = store.pending("default")

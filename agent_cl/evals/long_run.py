@@ -27,13 +27,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from agent_cl.config import Settings
 from agent_cl.durable import atomic_write_json, read_json
 from agent_cl.evals.long_run_plan import KINDS, Curriculum, LongRunPlan, Question, Task
 from agent_cl.evals.suites import with_demonstrations
+from agent_cl.evals.tools_skill import Demonstrator, ideal_run
 from agent_cl.graphs.agent import build_agent
 from agent_cl.graphs.middleware import DEFAULT_MIN_SCORE, message_text
 from agent_cl.memory.schema import DemoStatus
@@ -281,11 +281,7 @@ class _World:
         task_input = {"question": item.question, "skill": "json", "expected": item.answer}
         if self.agent.invoke(task_input).get("demonstration_id"):
             return True, True
-        from langchain_core.messages import AIMessage
-
-        from agent_cl.graphs.agent import build_agent
-
-        teacher = _Demonstrator(messages=iter([AIMessage(item.answer)]))
+        teacher = Demonstrator(messages=iter([AIMessage(item.answer)]))
         agent = build_agent(teacher, self.store, tenant=TENANT, verifier=self._verified, k=0)
         return bool(agent.invoke(task_input).get("demonstration_id")), False
 
@@ -305,7 +301,7 @@ class _World:
         if solved:
             return True, True
         teacher = self._create_agent(
-            _Demonstrator(messages=iter(_ideal_run(item))),
+            Demonstrator(messages=iter(ideal_run(item))),
             tools=[self._lab_leader],
             middleware=[self.tool_memory],
         )
@@ -368,18 +364,6 @@ class _World:
 def _undecided(messages) -> None:
     """No verifier can tell a fact asked without its note: the user's feedback decides."""
     return None
-
-
-def _ideal_run(item) -> list:
-    call = {"name": "lab_leader", "args": {"lab": item.lab}, "id": "call-1"}
-    return [AIMessage("", tool_calls=[call]), AIMessage(f"{item.leader} leads the {item.lab} Lab.")]
-
-
-class _Demonstrator(GenericFakeChatModel):
-    """A stronger model's run, replayed: the trajectory a team seeds a tool skill with."""
-
-    def bind_tools(self, tools, **kwargs):
-        return self
 
 
 def _retention(scores: dict[str, Any]) -> dict[str, Any]:

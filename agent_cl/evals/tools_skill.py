@@ -13,7 +13,10 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 
 _SYLLABLES = ["ner", "ost", "dor", "bri", "kas", "fen", "tal", "vor", "qui", "lem", "zar", "pel"]
@@ -65,3 +68,17 @@ def called_lab_leader(messages: Sequence) -> bool | None:
         if message.type == "ai"
         for call in message.tool_calls
     )
+
+
+def ideal_run(task: ToolTask) -> list[AIMessage]:
+    """What a stronger model does on `task`: call the tool with the lab, then answer with it."""
+    call = {"name": "lab_leader", "args": {"lab": task.lab}, "id": "call-1"}
+    return [AIMessage("", tool_calls=[call]), AIMessage(f"{task.leader} leads the {task.lab} Lab.")]
+
+
+class Demonstrator(GenericFakeChatModel):
+    """A stronger model's run, replayed through the app's own agent: the trajectory a team
+    seeds a skill with when its served model cannot do the task yet."""
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Demonstrator:
+        return self
