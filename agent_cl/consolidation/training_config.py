@@ -137,15 +137,16 @@ class ConsolidationConfig:
     replay_weight: float | None = field(
         default=None, metadata={"help": "weight of SFT on the base's own general answers"}
     )
-    anchor_pool: str = field(
-        default="general", metadata={"help": f"anchor prompts: {', '.join(ANCHOR_POOLS)}"}
+    anchor_pool: str | None = field(
+        default=None,
+        metadata={"help": f"anchor prompts: {', '.join(ANCHOR_POOLS)} (default: the recipe's)"},
     )
     anchor_batch_size: int = field(default=4, metadata={"help": "general prompts per step"})
-    anchor_near_share: float = field(
-        default=0.0,
+    anchor_near_share: float | None = field(
+        default=None,
         metadata={
             "help": "share of each anchor batch drawn from the prompts most like the night's "
-            "questions (0: uniform over the pool)"
+            "questions (0: uniform over the pool; default: the recipe's)"
         },
     )
     anchor_max_new_tokens: int = field(default=24, metadata={"help": "anchor continuation length"})
@@ -176,6 +177,8 @@ class ConsolidationConfig:
             "sft_warmup_steps": 0,
             "anchor_kl_weight": 0.0,
             "replay_weight": 0.0,
+            "anchor_pool": "general",
+            "anchor_near_share": 0.0,
         }
         for name, fallback in defaults.items():
             if getattr(self, name) is None:
