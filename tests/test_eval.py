@@ -226,3 +226,45 @@ def test_cli_rejects_bad_input_in_one_line(tmp_path):
     result = runner.invoke(app, ["eval", "--report-only", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "no results.json" in result.output
     assert not (tmp_path / "results.json").exists()
+
+
+def test_break_even_counts_what_the_adapter_adds_to_decoding(tmp_path):
+    """The serving benchmark's decode cost enters the break-even per path: on a path where the
+    adapter's extra decode outweighs the prefill saved, the weights never pay back."""
+    import shutil
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from agent_cl.cli import app
+    from agent_cl.evals.serving_cost import decode_cost_per_token, with_decode_cost
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "results"
+    bench = json.loads((docs / "serving_cost_quick.json").read_text())
+    per_token = decode_cost_per_token(bench)
+    assert set(per_token) == {"vllm LoRA", "vllm merged", "in process"}
+    assert per_token["vllm LoRA"] > 50 > abs(per_token["vllm merged"])  # 0.36 vs 1.04 of base
+    row = {"prefill_saved_ms": 200.0, "train_seconds": 100.0}
+    cells = with_decode_cost(row, {"slow": 10.0, "free": 0.0, "noise": -3.0}, answer_tokens=32)
+    assert cells["noise"] == cells["free"]  # faster than the base is noise, not a saving
+    assert cells["slow"] == {"decode_added_ms": 320.0, "net_saved_ms": -120.0,
+                             "break_even_requests": None}  # fmt: skip
+    assert cells["free"]["break_even_requests"] == pytest.approx(500)
+    with pytest.raises(ValueError, match=r"serving_cost\.py"):
+        decode_cost_per_token({"quick": True})
+
+    out = tmp_path / "eval"
+    out.mkdir()
+    shutil.copy(docs / "eval" / "results.json", out / "results.json")
+    runner = CliRunner()
+    args = ["eval", "--report-only", "--out", str(out), "--serving-cost"]
+    result = runner.invoke(app, [*args, str(docs / "serving_cost_quick.json")])
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    assert "| facts | vllm LoRA |" in report and "never" in report
+    kept = json.loads((out / "results.json").read_text())["serving_cost"]
+    assert kept["answer_tokens"] == 32 and kept["per_token_ms"] == pytest.approx(per_token)
+    result = runner.invoke(app, [*args, str(out / "report.md")])
+    assert result.exit_code == 2  # not JSON: one line, results.json untouched
+    result = runner.invoke(app, [*args, str(docs / "frontier.json")])
+    assert result.exit_code == 2 and "serving_cost.py" in result.output

@@ -57,6 +57,12 @@ def evaluate(
     report_only: bool = typer.Option(
         False, "--report-only", help="rebuild report.md and plots from results.json"
     ),
+    serving_cost: Path | None = typer.Option(
+        None,
+        "--serving-cost",
+        help="a benchmarks/serving_cost.py result: the break-even then counts what the adapter "
+        "adds to decoding on each serving path (kept in results.json)",
+    ),
     home: HomeOption = None,
 ):
     """Compare consolidation with text memory: accuracy, forgetting, cost, sequential skills
@@ -91,7 +97,12 @@ def evaluate(
         plan = EvalPlan.quick(**options) if quick else EvalPlan(**options)
     settings = settings_for(home)
     command = "agent-cl " + shlex.join(sys.argv[1:]) if len(sys.argv) > 1 else None
+    if serving_cost is not None and not report_only:
+        with user_errors():
+            raise ValueError("--serving-cost goes with --report-only (after the run)")
     if report_only:
+        if serving_cost is not None:
+            _attach_serving_cost(out, serving_cost)
         _write_report(out)
         return
     if (out / RESULTS).exists():
@@ -139,13 +150,13 @@ def _write_long_run_report(out: Path) -> dict:
     return data.get("summary") or summarise(data)
 
 
-def _read_results(out: Path, what: str) -> dict:
+def _read_results(out: Path, what: str, name: str | None = None) -> dict:
     from agent_cl.durable import read_json
     from agent_cl.evals.runner import RESULTS
 
-    path = out / RESULTS
+    path = out / (name or RESULTS)
     if not path.exists():
-        err.print(f"[bold red]error:[/] no {RESULTS} in {out}: run {what} first")
+        err.print(f"[bold red]error:[/] no {path.name} in {out}: run {what} first")
         raise typer.Exit(2)
     with user_errors():
         return read_json(path, fix=f"move {path} aside and run again")
@@ -169,6 +180,26 @@ def _plan_options(*, sizes: str | None, retention_limit: int | None, **given) ->
     if retention_limit is not None:
         options["retention_limit"] = retention_limit or None  # 0: the whole frozen set
     return options
+
+
+def _attach_serving_cost(out: Path, bench_path: Path) -> None:
+    """Keep the serving benchmark's per-token decode cost in results.json, so the report (and
+    every later --report-only) shows the break-even with it."""
+    from agent_cl.durable import atomic_write_json
+    from agent_cl.evals.serving_cost import ANSWER_TOKENS, decode_cost_per_token
+
+    data = _read_results(out, "the evaluation")
+    bench = _read_results(bench_path.parent, "the serving benchmark", name=bench_path.name)
+    with user_errors():
+        if not isinstance(bench, dict):
+            raise ValueError(f"{bench_path} is not a benchmarks/serving_cost.py result")
+        per_token = decode_cost_per_token(bench)
+    data["serving_cost"] = {
+        "source": bench_path.name,
+        "answer_tokens": int(bench.get("max_tokens", ANSWER_TOKENS)),
+        "per_token_ms": per_token,
+    }
+    atomic_write_json(out / "results.json", data)
 
 
 def _write_report(out: Path) -> None:

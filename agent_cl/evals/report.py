@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from agent_cl.evals.plan import METHODS
+from agent_cl.evals.serving_cost import with_decode_cost
 
 Units = dict[str, dict[str, Any]]
 
@@ -97,7 +98,7 @@ def build_report(data: dict[str, Any]) -> str:
     parts += _kinds_section(units, base)
     parts += _sequential_section(units, plan)
     parts += _scaling_section(units, plan)
-    parts += _cost_section(units)
+    parts += _cost_section(units, data.get("serving_cost"))
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -272,7 +273,7 @@ def _scaling_section(units: Units, plan: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def _cost_section(units: Units) -> list[str]:
+def _cost_section(units: Units, serving: dict[str, Any] | None = None) -> list[str]:
     table = cost(units)
     if not table:
         return []
@@ -296,4 +297,29 @@ def _cost_section(units: Units) -> list[str]:
             f"| {row['train_seconds']:.0f} | {f'{even:,.0f}' if even else 'never'} "
             f"| {row['acc_text']:.3f} | {row['acc_default']:.3f} |"
         )
+    if serving:
+        lines += ["", *_serving_lines(table, serving)]
     return [*lines, ""]
+
+
+def _serving_lines(table: dict[str, dict[str, float]], serving: dict[str, Any]) -> list[str]:
+    """The break-even again, with what the adapter adds to decoding on each serving path."""
+    tokens = int(serving["answer_tokens"])
+    lines = [
+        f"With the serving cost: an adapter's added decode time per {tokens}-token answer on "
+        f"each path, measured one request at a time by `{serving['source']}` on this machine "
+        "class, taken off the prefill text memory costs. `never`: on that path the weights "
+        "never pay back per request.",
+        "",
+        "| suite | path | decode added ms / answer | net saved ms / request "
+        "| break-even requests / night |",
+        "|---|---|---|---|---|",
+    ]
+    for suite, row in table.items():
+        for path, cell in with_decode_cost(row, serving["per_token_ms"], tokens).items():
+            even = cell["break_even_requests"]
+            lines.append(
+                f"| {suite} | {path} | {cell['decode_added_ms']:.0f} | {cell['net_saved_ms']:.0f} "
+                f"| {f'{even:,.0f}' if even else 'never'} |"
+            )
+    return lines
