@@ -44,6 +44,13 @@ def test_pending_and_idle_triggers(hash_embedder):
     assert "2 demonstrations pending" in due(store, Triggers(min_pending=2))
     assert due(store, Triggers(idle_minutes=10)) is None  # the newest is 5 minutes old
     assert "idle for" in due(store, Triggers(idle_minutes=4))
+    # a rejected night's demonstrations, pending for their retry, wait for new work
+    retried = [d.id for d in store.list()]
+    store.set_status(retried, DemoStatus.PENDING, reason="retried: drop", add_attempt=True)
+    assert due(store, Triggers(min_pending=1)) is None
+    assert due(store, Triggers(idle_minutes=4)) is None
+    store.add([demo(2, age_minutes=1)])
+    assert "1 demonstrations pending" in due(store, Triggers(min_pending=1))
 
 
 def test_night_visits_every_tenant_with_work(hash_embedder, tiny_model_dir, tmp_path):

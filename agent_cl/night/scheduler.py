@@ -83,8 +83,11 @@ class Triggers:
 
 
 def due(store: DemonstrationStore, triggers: Triggers, now: float | None = None) -> str | None:
-    """Why a night is due now according to the store-based triggers, or None."""
-    pending = store.list(status=DemoStatus.PENDING)
+    """Why a night is due now according to the store-based triggers, or None. Only new work
+    counts: a rejected night's demonstrations, pending again for their retry, would otherwise
+    start the next night at once on the very batch just rejected; they go with the next night
+    that new demonstrations (or the cron) start."""
+    pending = [d for d in store.list(status=DemoStatus.PENDING) if d.attempts == 0]
     if not pending:
         return None
     if triggers.min_pending is not None and len(pending) >= triggers.min_pending:

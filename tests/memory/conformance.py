@@ -67,6 +67,19 @@ class StoreConformance:
         assert {d.adapter_version for d in done} == {4}
         assert store.count(status=DemoStatus.CONSOLIDATED) == 2
 
+    def test_a_rejected_nights_attempts_are_counted_and_kept(self, store: DemonstrationStore):
+        ids = store.add([demo(1), demo(2)])
+        store.set_status(ids[:1], DemoStatus.PENDING, reason="retried: drop", add_attempt=True)
+        store.set_status(ids[:1], DemoStatus.REJECTED, reason="drop", add_attempt=True)
+        store.set_status(ids[1:], DemoStatus.CLAIMED)  # other moves leave the count alone
+        first, second = store.get(ids)
+        assert (first.status, first.attempts, first.status_reason) == (
+            DemoStatus.REJECTED,
+            2,
+            "drop",
+        )
+        assert second.attempts == 0
+
     def test_set_status_unknown_id_changes_nothing(self, store: DemonstrationStore):
         ids = store.add([demo(1)])
         with pytest.raises(UnknownDemonstrationError):
