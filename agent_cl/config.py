@@ -159,7 +159,7 @@ class Settings:
     # -- sleep (one night) ------------------------------------------------------------------
     sleep_method: str | None = field(
         default=None,
-        metadata={"help": "consolidation recipe; default: the measured default (sft_kl)"},
+        metadata={"help": "consolidation recipe; default: the measured default (sft_kl_near)"},
     )
     sleep_steps: int | None = field(
         default=None, metadata={"help": "training steps; default: steps_per_demo x claimed"}

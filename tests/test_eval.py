@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from agent_cl.consolidation.training_config import DEFAULT_METHOD
 from agent_cl.evals.plan import EvalPlan
 from agent_cl.evals.report import build_report, cost, fmt, spread
 from agent_cl.evals.suites import build_suite, with_demonstrations
@@ -129,7 +130,7 @@ def test_a_killed_run_resumes_without_training_again(tiny_model_dir, tmp_path):
     keys = set(first["units"])
     assert {"base", "teacher/facts/s0", "one-night/facts/s0/default+text"} <= keys
     assert {"scaling/facts/n2/s0", "scaling/facts/n4/s0"} <= keys
-    adapter = out / "adapters" / "one-night-facts-s0-sft_kl" / "train.json"
+    adapter = out / "adapters" / f"one-night-facts-s0-{DEFAULT_METHOD}" / "train.json"
     trained_at = adapter.stat().st_mtime_ns
 
     data = json.loads((out / RESULTS).read_text())  # as if killed before the last two units

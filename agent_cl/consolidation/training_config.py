@@ -56,8 +56,12 @@ MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 # The default sits best on the measured frontier (docs/results/consolidation.md): with the
 # defaults below (MLP-only LoRA, lr 5e-4, 128 steps x 4, anchor along the base's answers) it
 # learned 16 invented facts to 0.78-0.91 of held-out paraphrases (teacher 0.94) while robust
-# retention fell 0.8-2.4 points (bar: 3; 4 runs), KL from base 0.002-0.003, no leaks.
-DEFAULT_METHOD = "sft_kl"
+# retention fell 0.8-2.4 points (bar: 3; 4 runs), KL from base 0.002-0.003, no leaks. Its
+# anchor now looks where the night trains (sft_kl_near): the long run's first mixed night, the
+# same 5 demonstrations, lost 7 of 128 robust items under sft_kl (rejected) and 1 under
+# sft_kl_near (published), and 3 of 4 quick nights published, not 2
+# (docs/results/long_run/README.md).
+DEFAULT_METHOD = "sft_kl_near"
 
 
 # Fields that take one of a few names, and the names (checked in `_validate`).
