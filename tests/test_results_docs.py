@@ -65,3 +65,45 @@ def test_the_readme_quotes_the_night_kinds_run_as_measured():
     assert [float(x) for x in quoted.groups()] == [
         round(drops[k], 1) for k in ("facts", "json", "tools")
     ]
+
+
+def _long_run(name: str) -> dict:
+    return json.loads((RESULTS / "long_run" / name / "results.json").read_text())
+
+
+def _items_lost(night: dict) -> int:
+    after = night["gate"]["after"]
+    base = night["gate"]["base"] or night["gate"]["before"]
+    return round((base["retention"] - after["retention"]) * after["n_retention"])
+
+
+def test_the_readme_quotes_the_quick_long_runs_as_measured():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    old, near = _long_run("quick"), _long_run("quick_near")
+    lost = re.search(r"the same first night lost (\d+) robust item of (\d+), not (\d+)", readme)
+    assert lost, "the README no longer compares the first nights"
+    assert [int(x) for x in lost.groups()] == [
+        _items_lost(near["nights"]["1"]),
+        near["nights"]["1"]["gate"]["after"]["n_retention"],
+        _items_lost(old["nights"]["1"]),
+    ]
+    published = re.search(r"(\d) of (\d) nights published \(at most (\d\.\d) points", readme)
+    summary = near["summary"]
+    assert published and published.groups()[:2] == (
+        str(summary["published"]),
+        str(summary["nights"]),
+    )
+    drops = [
+        100 * (n["gate"]["base"]["retention"] - n["gate"]["after"]["retention"])
+        for n in near["nights"].values()
+        if n["status"] == "published"
+    ]
+    assert float(published.group(3)) == round(max(drops), 1)
+    times = re.search(r"nights 2-4: (\d+)-(\d+) s, not (\d+)-(\d+)", readme)
+    assert times, "the README no longer quotes the night times"
+
+    def span(run: dict) -> list[int]:
+        seconds = [round(run["nights"][k]["seconds"]) for k in ("2", "3", "4")]
+        return [min(seconds), max(seconds)]
+
+    assert [int(x) for x in times.groups()] == span(near) + span(old)
