@@ -66,11 +66,8 @@ def main() -> None:
 
     from agent_cl.config import Settings
     from agent_cl.consolidation.training_config import ConsolidationConfig
-    from agent_cl.evals.suites import build_suite
-    from agent_cl.memory.chroma import ChromaDemonstrationStore
     from agent_cl.models.provision import provisioned_model_dir
     from agent_cl.night.gate import retention_items
-    from agent_cl.night.night import Night
     from agent_cl.night.plan import NightPlan
 
     for overrides in variants.values():  # a typo fails before any night trains
@@ -79,7 +76,6 @@ def main() -> None:
     base_settings = Settings.load()
     model_dir = provisioned_model_dir(base_settings.model_dir, base_settings.models_dir)
     items = retention_items(args.retention)
-    convs = [item.conversation for item in items]
     base_answers: list[str] = []
     results: dict[str, dict] = {}
     for variant, overrides in variants.items():
@@ -88,10 +84,7 @@ def main() -> None:
         )
         for kind in args.kinds.split(","):
             key = kind if variant == "default" and len(variants) == 1 else f"{variant}/{kind}"
-            results[key] = one_night(
-                kind, args, base_settings, model_dir, items, convs, base_answers,
-                build_suite=build_suite, store_type=ChromaDemonstrationStore, night_type=Night,
-            )  # fmt: skip
+            results[key] = one_night(kind, args, base_settings, model_dir, items, base_answers)
             results[key]["overrides"] = overrides
     NightPlan.consolidation = plain_consolidation
     out = Path(args.out)
@@ -107,9 +100,13 @@ def main() -> None:
         print(f"night_kinds[{variant}] {line}" if len(variants) > 1 else f"night_kinds {line}")
 
 
-def one_night(kind, args, base_settings, model_dir, items, convs, base_answers, *,
-              build_suite, store_type, night_type) -> dict:  # fmt: skip
+def one_night(kind, args, base_settings, model_dir, items, base_answers) -> dict:
     """One default night of `kind` in a fresh home; what it kept and what it learned."""
+    from agent_cl.evals.suites import build_suite
+    from agent_cl.memory.chroma import ChromaDemonstrationStore
+    from agent_cl.night.night import Night
+
+    convs = [item.conversation for item in items]
     home = Path(tempfile.mkdtemp(prefix=f"agent-cl-kind-{kind}-"))
     settings = dataclasses.replace(
         base_settings, home=home, model_dir=model_dir, tenant="kinds", gate_enabled=False
@@ -117,7 +114,7 @@ def one_night(kind, args, base_settings, model_dir, items, convs, base_answers, 
     suite = build_suite(kind, args.demos, seed=args.seed)
     demos = [d.model_copy(update={"tenant": "kinds"}) for d in suite.demonstrations]
     held_out = suite.split("in")
-    store = store_type.open(settings.store_dir)
+    store = ChromaDemonstrationStore.open(settings.store_dir)
     store.add(demos)
     seen: dict[str, list[str]] = {}
 
@@ -129,7 +126,7 @@ def one_night(kind, args, base_settings, model_dir, items, convs, base_answers, 
         return {}
 
     started = time.perf_counter()
-    report = night_type(settings, store).job("kinds", check=check).run()
+    report = Night(settings, store).job("kinds", check=check).run()
     store.close()
     seconds = time.perf_counter() - started
     flips = []

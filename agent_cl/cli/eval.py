@@ -186,6 +186,7 @@ def _attach_serving_cost(out: Path, bench_path: Path) -> None:
     """Keep the serving benchmark's per-token decode cost in results.json, so the report (and
     every later --report-only) shows the break-even with it."""
     from agent_cl.durable import atomic_write_json
+    from agent_cl.evals.runner import RESULTS
     from agent_cl.evals.serving_cost import ANSWER_TOKENS, decode_cost_per_token
 
     data = _read_results(out, "the evaluation")
@@ -199,7 +200,7 @@ def _attach_serving_cost(out: Path, bench_path: Path) -> None:
         "answer_tokens": int(bench.get("max_tokens", ANSWER_TOKENS)),
         "per_token_ms": per_token,
     }
-    atomic_write_json(out / "results.json", data)
+    atomic_write_json(out / RESULTS, data)
 
 
 def _write_report(out: Path) -> None:

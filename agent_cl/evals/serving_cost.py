@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-# path label -> (section, rows): the benchmark's keys for the adapter's and the base's decode
+# path label -> (section, adapter row, base row): where the benchmark keeps each path's decode
 _PATHS: dict[str, tuple[str, str, str]] = {
     "vllm LoRA": ("vllm_default", "rank8_mlp", "base"),
     "vllm merged": ("vllm_fixes", "merged_rank8", "base"),

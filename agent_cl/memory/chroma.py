@@ -173,13 +173,11 @@ class ChromaDemonstrationStore(ChromaConnection, DemonstrationStore):
             demos = self.get(ids, tenant=tenant)  # raises before any write if an id is unknown
             for owner in {d.tenant for d in demos}:
                 updated = [
-                    d.model_copy(
-                        update={
-                            "status": DemoStatus(status),
-                            "adapter_version": adapter_version,
-                            "status_reason": reason,
-                            "attempts": d.attempts + int(add_attempt),
-                        }
+                    d.moved_to(
+                        status,
+                        adapter_version=adapter_version,
+                        reason=reason,
+                        add_attempt=add_attempt,
                     )
                     for d in demos
                     if d.tenant == owner

@@ -70,13 +70,8 @@ class InMemoryDemonstrationStore(DemonstrationStore):
             if missing:
                 raise UnknownDemonstrationError(f"unknown demonstration ids: {missing}")
             for i in ids:
-                self._demos[i] = self._demos[i].model_copy(
-                    update={
-                        "status": DemoStatus(status),
-                        "adapter_version": adapter_version,
-                        "status_reason": reason,
-                        "attempts": self._demos[i].attempts + int(add_attempt),
-                    }
+                self._demos[i] = self._demos[i].moved_to(
+                    status, adapter_version=adapter_version, reason=reason, add_attempt=add_attempt
                 )
 
     def search(self, query, *, k=4, tenant=None, status=None, skill=None):

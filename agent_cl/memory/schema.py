@@ -87,3 +87,23 @@ class Demonstration(BaseModel):
         """Content address: the same episode logged twice is stored once."""
         key = "\x1f".join((self.tenant, self.query, self.context, self.answer))
         return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+    def moved_to(
+        self,
+        status: DemoStatus,
+        *,
+        adapter_version: int | None = None,
+        reason: str = "",
+        add_attempt: bool = False,
+    ) -> Demonstration:
+        """This demonstration after `DemonstrationStore.set_status`: one rule for every store
+        of what a move replaces (status, version, reason) and what it keeps (the attempts,
+        counted up only by a rejected night)."""
+        return self.model_copy(
+            update={
+                "status": DemoStatus(status),
+                "adapter_version": adapter_version,
+                "status_reason": reason,
+                "attempts": self.attempts + int(add_attempt),
+            }
+        )

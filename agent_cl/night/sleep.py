@@ -45,6 +45,7 @@ from agent_cl.night.gate import (
     GateDecision,
     GateItem,
     GateScores,
+    Generate,
     demonstration_items,
 )
 from agent_cl.night.journal import Journal, JournalEntry, Stage
@@ -388,12 +389,17 @@ class SleepJob:
         n = len(entry.demonstration_ids) + len(entry.replay_ids)
         return dataclasses.replace(self.config, steps=self.steps_per_demo * n)
 
-    def _score(self, gate: Gate, candidate: CandidateModel) -> GateScores:
+    @staticmethod
+    def _answers(gate: Gate, candidate: CandidateModel, *, adapter: bool = True) -> Generate:
+        """The candidate (or, adapter off, the base) answering the gate's conversations at the
+        gate's answer length."""
         tokens = gate.config.max_new_tokens
+        return lambda convs: candidate.generate(convs, max_new_tokens=tokens, adapter=adapter)
+
+    def _score(self, gate: Gate, candidate: CandidateModel) -> GateScores:
         kl_prompts = list(load_kl_prompts())
         return gate.score(
-            lambda convs: candidate.generate(convs, max_new_tokens=tokens),
-            lambda: candidate.kl_from_base(kl_prompts),
+            self._answers(gate, candidate), lambda: candidate.kl_from_base(kl_prompts)
         )
 
     def _recorded(self, entry: JournalEntry, gate: Gate, key: str) -> GateScores | None:
@@ -418,10 +424,7 @@ class SleepJob:
         served = self._recorded(entry, gate, "after")
         if served is None:
             return self._score(gate, candidate)
-        tokens = gate.config.max_new_tokens
-        return gate.score_new_skill(
-            lambda convs: candidate.generate(convs, max_new_tokens=tokens), like=served
-        )
+        return gate.score_new_skill(self._answers(gate, candidate), like=served)
 
     def _base_scores(self, entry: JournalEntry, gate: Gate, before: GateScores) -> GateScores:
         """The base model's scores on the gate's items, for the ceiling over all nights: the
@@ -433,9 +436,7 @@ class SleepJob:
         recorded = self._recorded(entry, gate, "base")
         if recorded is not None:
             return recorded
-        candidate = self._candidate
-        tokens = gate.config.max_new_tokens
-        return gate.score(lambda c: candidate.generate(c, max_new_tokens=tokens, adapter=False))
+        return gate.score(self._answers(gate, self._candidate, adapter=False))
 
     def _held_out_questions(self) -> list[str]:
         """The gate's held-out questions, which training data augmentation must never write."""
