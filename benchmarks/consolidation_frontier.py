@@ -269,7 +269,8 @@ def run_grid(args, entries: list[dict], summary: dict, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="16 facts, 32 steps")
-    parser.add_argument("--skill", default="facts", choices=["facts", "json", "tools"])
+    skills = ["facts", "facts-varied", "json", "tools"]
+    parser.add_argument("--skill", default="facts", choices=skills)
     parser.add_argument("--methods", default=DEFAULT_METHODS)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--facts", type=int, default=32)

@@ -27,7 +27,9 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 
 def evaluate(
     out: Path = typer.Option(..., "--out", help="folder for results.json, report.md and plots"),
-    suite: str | None = typer.Option(None, help="suites, comma-separated: facts,json,tools"),
+    suite: str | None = typer.Option(
+        None, help="suites, comma-separated: facts,json,tools (or facts-varied)"
+    ),
     methods: str | None = typer.Option(
         None,
         help="default: none,text-gated (the agent's own retrieval, cosine >= 0.8),text "

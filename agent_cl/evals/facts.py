@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 
 from agent_cl.memory.schema import Demonstration
-from agent_cl.scoring.matching import answer_matches
+from agent_cl.scoring.matching import answer_matches, contains_answer
 
 ORGANISATION = "the Veyra Institute"
 
@@ -125,6 +125,9 @@ class Fact:
     tags: dict[str, str] = field(default_factory=dict)
 
     def is_correct(self, response: str) -> bool:
+        # A number must stand alone: a door code 4704 is not found inside 47041.
+        if self.answer.isdigit():
+            return contains_answer(response, self.answer)
         return answer_matches(response, self.answer)
 
     def demonstration(self) -> Demonstration:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_cl.consolidation.training_config import DEFAULT_METHOD, RECIPES
-from agent_cl.evals.suites import SUITES
+from agent_cl.evals.suites import KNOWN_SUITES, SUITES
 from agent_cl.graphs.middleware import DEFAULT_MIN_SCORE
 
 # Methods compared on the same model, demonstrations and LoRA budget. `text` and the `+text`
@@ -76,13 +76,13 @@ class EvalPlan:
     extra: dict[str, Any] = field(default_factory=dict)  # ConsolidationConfig overrides
 
     def __post_init__(self) -> None:
-        self.suites = _known("suite", self.suites, SUITES)
+        self.suites = _known("suite", self.suites, KNOWN_SUITES)
         self.methods = _known("method", self.methods, tuple(METHODS))
         self.experiments = _known("experiment", self.experiments, EXPERIMENTS)
         self.sequential_methods = _known(
             "sequential method", self.sequential_methods, _trained(tuple(METHODS))
         )
-        if self.scaling_suite not in SUITES:
+        if self.scaling_suite not in KNOWN_SUITES:
             raise ValueError(f"unknown scaling suite {self.scaling_suite!r}")
         for name in ("seeds", "n_demos", "steps_per_demo", "scaling_steps", "text_k"):
             if getattr(self, name) < 1:

@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage, messages_to_dict
 
 from agent_cl.consolidation.trajectories import chat_messages
+from agent_cl.evals.facts import Fact
 from agent_cl.memory.schema import TOOLS_KEY, Demonstration
 from agent_cl.models.chat import DEFAULT_SYSTEM, ChatMessage, task_message
 from agent_cl.models.conversation import system_line
 from agent_cl.scoring.matching import answer_matches
 from agent_cl.scoring.tool_calls import parse_tool_calls
 
-SUITES = ("facts", "json", "tools")
+SUITES = ("facts", "json", "tools")  # the default plan's
+# `facts-varied`: twelve topics in several note forms, many answers numbers (evals.varied_facts)
+KNOWN_SUITES = (*SUITES, "facts-varied")
 SPLITS = ("in", "out")
 
 
@@ -74,11 +77,12 @@ def demonstration_turns(demo: Demonstration) -> list[ChatMessage]:
 
 def build_suite(name: str, n: int, seed: int = 0) -> Suite:
     """`n` demonstrations of skill `name` and the questions that test it."""
-    if name not in SUITES:
-        raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}")
+    if name not in KNOWN_SUITES:
+        raise ValueError(f"unknown suite {name!r}; choose from {', '.join(KNOWN_SUITES)}")
     if n < 2:
         raise ValueError(f"a suite needs at least 2 demonstrations, got {n}")
-    return {"facts": _facts, "json": _json, "tools": _tools}[name](n, seed)
+    builders = {"facts": _facts, "facts-varied": _varied_facts, "json": _json, "tools": _tools}
+    return builders[name](n, seed)
 
 
 def _asked(system: str, question: str, context: str | None = None) -> list[ChatMessage]:
@@ -92,6 +96,20 @@ def _facts(n: int, seed: int) -> Suite:
     from agent_cl.evals.facts import build_facts
 
     facts = build_facts(n, seed=seed)
+    return _facts_suite("facts", facts, seed, invented=[f.answer for f in facts])
+
+
+def _varied_facts(n: int, seed: int) -> Suite:
+    from agent_cl.evals.varied_facts import TOPICS, build_varied_facts
+
+    facts = build_varied_facts(n, seed=seed)
+    # A number or a weekday in a general answer is no evidence of a leak; an invented name is.
+    closed = {t.name for t in TOPICS if t.closed}
+    invented = [f.answer for f in facts if not f.answer.isdigit() and f.relation not in closed]
+    return _facts_suite("facts-varied", facts, seed, invented)
+
+
+def _facts_suite(name: str, facts: list[Fact], seed: int, invented: list[str]) -> Suite:
     items = [
         EvalItem(q, _asked(DEFAULT_SYSTEM, q), _asked(DEFAULT_SYSTEM, q, f.note), f.is_correct)
         for f in facts
@@ -114,9 +132,7 @@ def _facts(n: int, seed: int) -> Suite:
                 split="out",
             )
         )
-    return Suite(
-        "facts", seed, [f.demonstration() for f in facts], items, invented=[f.answer for f in facts]
-    )
+    return Suite(name, seed, [f.demonstration() for f in facts], items, invented=invented)
 
 
 def _all_of(*answers: str) -> Callable[[str], bool]:
