@@ -122,11 +122,23 @@ def split_scores(items: Sequence[EvalItem], answers: Sequence[str], prefix: str)
     return out
 
 
+def split_hits(items: Sequence[EvalItem], answers: Sequence[str]) -> dict[str, str]:
+    """Per-question correctness per split, `hits_{split}` as a string of 0/1 in item order:
+    what a paired bootstrap over questions needs (report.py's intervals)."""
+    out: dict[str, str] = {}
+    for item, answer in zip(items, answers, strict=True):
+        key = f"hits_{item.split}"
+        out[key] = out.get(key, "") + ("1" if item.is_correct(answer) else "0")
+    return out
+
+
 def accuracy(model: ServedModel, suite: Suite, convs: list[list[ChatMessage]]) -> dict[str, Any]:
-    """Accuracy per split and mean prompt tokens, asking `convs` (one per suite item)."""
+    """Accuracy per split, per-question hits and mean prompt tokens, asking `convs` (one per
+    suite item)."""
     answers = model.answers(convs)
     return {
         **split_scores(suite.items, answers, "acc"),
+        **split_hits(suite.items, answers),
         "prompt_tokens": model.prompt_tokens(convs),
         "example": {"question": suite.items[0].question, "answer": answers[0]},
     }

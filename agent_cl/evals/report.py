@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from agent_cl.evals.plan import METHODS
+from agent_cl.evals.report_comparisons import comparisons_section
 from agent_cl.evals.serving_cost import with_decode_cost
 
 Units = dict[str, dict[str, Any]]
@@ -95,6 +96,7 @@ def build_report(data: dict[str, Any]) -> str:
         parts += [f"    {command}" for command in data["commands"]] + [""]
     parts += [_sizes(plan, base), ""]
     parts += _one_night_section(units, base)
+    parts += comparisons_section(units)
     parts += _kinds_section(units, base)
     parts += _sequential_section(units, plan)
     parts += _scaling_section(units, plan)

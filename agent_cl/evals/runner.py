@@ -28,6 +28,7 @@ from agent_cl.durable import (
     remove_partial_directories,
 )
 from agent_cl.evals import measure
+from agent_cl.evals.intervals import unpack
 from agent_cl.evals.plan import METHODS, EvalPlan
 from agent_cl.evals.progress import EvalProgress
 from agent_cl.evals.suites import Suite, build_suite
@@ -258,7 +259,7 @@ class EvalRunner:
         }
 
     def _base_hits(self) -> list[bool]:
-        return _unpack(self.results["base"]["retention_hits"])
+        return unpack(self.results["base"]["retention_hits"])
 
     # -- units ------------------------------------------------------------------------------
     def _base(self) -> dict[str, Any]:
@@ -333,7 +334,7 @@ class EvalRunner:
             m for m, s in METHODS.items() if s["recipe"] == spec["recipe"] and not s["memory"]
         )
         key = f"one-night/{name}/s{seed}/{twin}"
-        return _unpack(self.results[key]["retention_hits"]) if key in self.results else None
+        return unpack(self.results[key]["retention_hits"]) if key in self.results else None
 
     def _sequential(self, method: str, seed: int, night: int) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
@@ -392,7 +393,3 @@ class EvalRunner:
             return row
 
         return run
-
-
-def _unpack(hits: str) -> list[bool]:
-    return [c == "1" for c in hits]
