@@ -174,8 +174,10 @@ def test_quick_eval_on_the_embedded_model(tmp_path):
         "## Sequential skills",
         "## Scaling",
         "## Cost",
+        "## Comparisons with 95% intervals",
     ):
         assert section in report
+    assert "| facts | default − text |" in report  # a paired difference, per question
     for picture in ("accuracy", "forgetting", "sequential", "scaling"):
         data = (out / f"{picture}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -190,6 +192,8 @@ def test_quick_eval_on_the_embedded_model(tmp_path):
                 assert 0.0 <= row[name] <= 1.0, (key, name, row[name])
         if key.startswith("one-night/"):
             assert row["prompt_tokens"] > 10 and row["latency_ms"] > 0
+            # per-question answers, for the intervals: as many as the split has, and agreeing
+            assert row["hits_in"].count("1") / len(row["hits_in"]) == row["acc_in"], key
     text, none = units["one-night/facts/s0/text"], units["one-night/facts/s0/none"]
     assert text["prompt_tokens"] > none["prompt_tokens"]  # retrieval put demonstrations in
     # the comparisons the eval exists for, at the resolution of its tiny sets
