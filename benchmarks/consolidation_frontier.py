@@ -10,8 +10,10 @@ peak RSS. One process per run keeps peak RSS honest and runs from interfering.
     python benchmarks/consolidation_frontier.py --methods sft,sft_kl --seeds 0,1
     python benchmarks/consolidation_frontier.py --grid grid.json --parallel 12 \\
         --set device=cuda --set dtype=float32 --pool            # a sweep on one GPU
-A grid is a JSON list of runs: {"label", "method", "seed", "steps", "lr", "batch_size",
-"set": {config overrides}, "then": {overrides for a second phase from the first's adapter}}.
+A grid is a JSON list of runs: {"label", "method", "seed", "data_seed", "steps", "lr",
+"batch_size", "set": {config overrides}, "then": {overrides for a second phase from the first's
+adapter}}. `data_seed` draws another suite (other facts) for that run; the baseline's new-skill
+scores are those of `--data-seed`'s suite, its retention is every run's.
 Writes JSON (baseline + runs + per-label means) and a PNG scatter plot.
 """
 
@@ -134,6 +136,7 @@ def run_one(args) -> dict:
         "method": args.method,
         "label": args.label or args.method,
         "seed": args.seed,
+        "data_seed": args.data_seed,
         "skill": args.skill,
         "new_skill_acc": new_skill,
         **kept,
@@ -221,7 +224,7 @@ def child(args, entry: dict | None = None, *extra: str) -> dict:
         "--lr",
         str(entry.get("lr", args.lr)),
         "--data-seed",
-        str(args.data_seed),
+        str(entry.get("data_seed", args.data_seed)),
         "--work",
         args.work,
         *(f"--set={pair}" for pair in sets),
