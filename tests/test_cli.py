@@ -41,6 +41,8 @@ def test_bad_options_fail_before_any_work(tmp_path):
     assert result.exit_code == 2 and "sdft, sft" in result.output
     result = runner.invoke(app, ["demo", "--facts", "1", "--home", str(tmp_path)])
     assert result.exit_code == 2 and "at least 2 facts" in result.output
+    result = runner.invoke(app, ["demo", "--facts-suite", "poems", "--home", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown facts suite 'poems'" in result.output
     result = runner.invoke(app, ["memory", "list", "--status", "lost", "--home", str(tmp_path)])
     assert result.exit_code == 2 and "unknown status" in result.output
     result = runner.invoke(app, ["sleep", "--max-demos", "0", "--home", str(tmp_path)])

@@ -47,6 +47,11 @@ def demo(
     home: HomeOption = None,
     gate: GateOption = True,
     max_retention_drop: DropOption = None,
+    facts_suite: str = typer.Option(
+        "facts",
+        help="facts: four relations of one organisation; varied: twelve topics, "
+        "several note forms, many numbers (shaped like a user's notes)",
+    ),
 ):
     """Run one day/night/day cycle on the embedded model and print what changed."""
     quiet_libraries()
@@ -56,6 +61,7 @@ def demo(
     settings = settings_for(home)
     options = {"method": method or DEFAULT_METHOD, "seed": seed, "steps": steps, "gate": gate}
     options["max_retention_drop"] = max_retention_drop
+    options["facts_suite"] = facts_suite
     if facts is not None:
         options["n_facts"] = facts
     with user_errors():

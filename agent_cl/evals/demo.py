@@ -21,6 +21,7 @@ from agent_cl.config import Settings
 from agent_cl.consolidation.trainer import StepRecord
 from agent_cl.consolidation.training_config import DEFAULT_METHOD
 from agent_cl.evals.facts import Fact, build_facts
+from agent_cl.evals.varied_facts import build_varied_facts
 from agent_cl.graphs.agent import build_agent, task_messages
 from agent_cl.memory.chroma import ChromaDemonstrationStore
 from agent_cl.memory.schema import Demonstration
@@ -54,6 +55,9 @@ REPORT_KEYS = (
 TENANT = "demo"
 
 
+FACT_SUITES = {"facts": build_facts, "varied": build_varied_facts}
+
+
 @dataclass
 class DemoConfig:
     """Size of the demo. `quick()` is the 15-minute version (fewer facts, fewer steps)."""
@@ -75,8 +79,15 @@ class DemoConfig:
     # previous version is the base, so the value sets both the per-night drop and the ceiling
     # against the base (they judge the same drop).
     max_retention_drop: float | None = None
+    # "varied": facts in twelve topics and several note forms (evals.varied_facts), shaped
+    # like a user's notes, instead of the four-relation suite the recipe was first tuned on.
+    facts_suite: str = "facts"
 
     def __post_init__(self) -> None:
+        if self.facts_suite not in FACT_SUITES:
+            raise ValueError(
+                f"unknown facts suite {self.facts_suite!r}; choose from {', '.join(FACT_SUITES)}"
+            )
         if self.n_facts < 2:
             raise ValueError(f"the demo needs at least 2 facts, got {self.n_facts}")
         if self.text_memory_k < 1:
@@ -133,7 +144,7 @@ class DemoRun:
         home = settings.home / "demo"
         shutil.rmtree(home, ignore_errors=True)
         self.settings = dataclasses.replace(settings, home=home, tenant=TENANT, model_dir=model_dir)
-        self.facts = build_facts(config.n_facts, seed=config.seed)
+        self.facts = FACT_SUITES[config.facts_suite](config.n_facts, seed=config.seed)
         self.held_out = [(fact, q) for fact in self.facts for q in fact.paraphrases]
         self.retention = retention_items(config.retention_limit)
         say(f"loading {self.settings.model_dir.name} (in-process backend) and the Chroma store")
@@ -275,6 +286,7 @@ class DemoRun:
                 "kl_from_base": gate_after.get("kl_from_base"),
             },
             "n_facts": len(self.facts),
+            "facts_suite": self.config.facts_suite,
             "n_held_out": len(self.held_out),
             "n_retention": sum(item.robust for item in self.retention),
             "n_retention_full": len(self.retention),
