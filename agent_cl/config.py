@@ -171,8 +171,12 @@ class Settings:
         default=64,
         metadata={"help": "a night's budget: most demonstrations claimed, oldest first"},
     )
+    # 4, measured: on the quick long run (same plan and demonstrations) the first night's skills
+    # went 0.78 -> 0.56 -> 0.33 -> 0.33 without replay and 0.78 -> 0.67 -> 0.78 -> 0.78 with
+    # it, at the same robust retention; its nights train 4 x 8 more steps (698-878 s against
+    # 458-816 s on 2 cores). docs/results/long_run/README.md, levers.json.
     sleep_replay: int = field(
-        default=0, metadata={"help": "consolidated demonstrations replayed per night"}
+        default=4, metadata={"help": "consolidated demonstrations replayed per night"}
     )
     sleep_max_attempts: int = field(
         default=2,

@@ -107,3 +107,59 @@ def test_the_readme_quotes_the_quick_long_runs_as_measured():
         return [min(seconds), max(seconds)]
 
     assert [int(x) for x in times.groups()] == span(near) + span(old)
+
+
+def test_the_readme_quotes_the_replay_run_as_measured():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    near, replay = _long_run("quick_near"), _long_run("quick_replay4")
+    kept = re.search(r"night 1's skills ((?:\d\.\d\d(?: -> )?)+), facts after", readme)
+    assert kept, "the README no longer quotes night 1's skills under replay"
+
+    def night1(run: dict) -> list[float]:
+        mornings = run["mornings"]
+        return [round(mornings[m]["skills"]["by_night"]["1"]["acc"], 2) for m in sorted(mornings)]
+
+    assert _numbers(kept.group(1)) == night1(replay)
+    facts = re.search(r"facts after the last night (\d\.\d\d) against (\d\.\d\d)", readme)
+
+    def last_facts(run: dict) -> float:
+        last = run["mornings"][max(run["mornings"], key=int)]
+        return round(last["skills"]["by_kind"]["facts"]["acc"], 2)
+
+    assert facts and _numbers(" ".join(facts.groups())) == [
+        last_facts(replay),
+        last_facts(near),
+    ]
+    times = re.search(r"for nights of (\d+)-(\d+) s", readme)
+    seconds = [round(n["seconds"]) for n in replay["nights"].values()]
+    assert times and [int(x) for x in times.groups()] == [min(seconds), max(seconds)]
+    assert all(n["replayed"] == 4 for k, n in replay["nights"].items() if k != "1")
+
+
+def test_the_lever_table_is_recomputed_from_the_runs():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "long_run_levers", ROOT / "benchmarks" / "long_run_levers.py"
+    )
+    levers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(levers)
+    saved = json.loads((RESULTS / "long_run" / "levers.json").read_text())
+    readme = (RESULTS / "long_run" / "README.md").read_text()
+    rows = _table_rows(readme, "| run | published | drop vs base after each night")
+    folders = {
+        "sft_kl": "quick",
+        "sft_kl_near": "quick_near",
+        "sft_kl_near + replay 4": "quick_replay4",
+    }
+    assert [r[0].split("(")[-1].strip("`/) ") for r in rows] == list(folders.values())
+    for (label, folder), row in zip(folders.items(), rows, strict=True):
+        measured = levers.lever_row(_long_run(folder))
+        assert measured == saved[label]
+        published, drops, night1, facts, seconds = row[1:]
+        assert published == f"{measured['published']}/{len(measured['statuses'])}"
+        assert _numbers(drops) == measured["robust_drop_vs_base_pts"]
+        assert _numbers(night1) == [round(x, 2) for x in measured["night1_skills_by_morning"]]
+        assert _numbers(facts) == [round(measured["facts_after_last"], 2)]
+        span = measured["night_seconds"]
+        assert seconds == f"{min(span)}-{max(span)}"
