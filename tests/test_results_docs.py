@@ -163,3 +163,29 @@ def test_the_lever_table_is_recomputed_from_the_runs():
         assert _numbers(facts) == [round(measured["facts_after_last"], 2)]
         span = measured["night_seconds"]
         assert seconds == f"{min(span)}-{max(span)}"
+
+
+def test_the_eval_readme_quotes_the_paired_intervals_as_computed():
+    from agent_cl.evals.report_comparisons import comparison, hits_by_seed
+
+    units = json.loads((RESULTS / "eval" / "results.json").read_text())["units"]
+    readme = " ".join((RESULTS / "eval" / "README.md").read_text().split())
+    table = hits_by_seed(units)
+    number = r"([+-]\d+\.\d)"
+    for against in ("text", "text-gated"):
+        quote = re.search(
+            rf"default − {against} " + rf"{number} \[{number}, {number}\] \((facts)\),? "
+            rf"{number} \[{number}, {number}\] \((json)\),? "
+            rf"(?:and )?{number} \[{number}, {number}\] \((tools)\)",
+            readme,
+        )
+        assert quote, f"the README no longer quotes default − {against} with its interval"
+        groups = quote.groups()
+        for i in range(0, len(groups), 4):
+            *figures, suite = groups[i : i + 4]
+            interval = comparison(table, suite, "default", against, "retention_hits")
+            assert [float(x) for x in figures] == [
+                round(interval.mean * 100, 1),
+                round(interval.low * 100, 1),
+                round(interval.high * 100, 1),
+            ], (against, suite)
