@@ -8,6 +8,7 @@ agent is asked by day (with its source note) and held-out paraphrases asked afte
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from agent_cl.memory.schema import Demonstration
@@ -157,19 +158,41 @@ def build_facts(n: int = 40, seed: int = 0) -> list[Fact]:
         unit = _fresh(rng, used, lambda: f"{_word(rng, 2)} {rng.choice(_UNIT_KINDS)}")
         value = _fresh(rng, used, lambda r=relation: _value(rng, r.name))
         fmt = {"org": ORGANISATION, "unit": unit, "value": value}
+        templates = (relation.fact, relation.question, relation.paraphrases)
         facts.append(
-            Fact(
-                fact_id=f"fact-{seed}-{i:03d}",
-                relation=relation.name,
-                unit=unit,
-                answer=value,
-                note=relation.fact.format(**fmt),
-                question=relation.question.format(**fmt),
-                paraphrases=tuple(p.format(**fmt) for p in relation.paraphrases),
-                answer_sentence=relation.answer_sentence.format(**fmt),
+            filled_fact(
+                f"fact-{seed}-{i:03d}",
+                (relation.name, unit, value),
+                (*templates, relation.answer_sentence),
+                lambda text, fmt=fmt: text.format(**fmt),
             )
         )
     return facts
+
+
+def filled_fact(
+    fact_id: str,
+    what: tuple[str, str, str],
+    templates: tuple[str, str, Sequence[str], str],
+    fill: Callable[[str], str],
+    tags: dict[str, str] | None = None,
+) -> Fact:
+    """A Fact from its (relation, subject, answer) and its (note, question, paraphrases,
+    answer sentence) templates, each filled by `fill`: one way to build a fact for every
+    suite that writes its facts from templates."""
+    relation, unit, answer = what
+    note, question, paraphrases, sentence = templates
+    return Fact(
+        fact_id=fact_id,
+        relation=relation,
+        unit=unit,
+        answer=answer,
+        note=fill(note),
+        question=fill(question),
+        paraphrases=tuple(fill(p) for p in paraphrases),
+        answer_sentence=fill(sentence),
+        tags=dict(tags or {}),
+    )
 
 
 def _value(rng: random.Random, relation: str) -> str:

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent_cl.evals.facts import Fact, _fresh, _word
+from agent_cl.evals.facts import Fact, _fresh, _word, filled_fact
 
 _FIRST = ["Amara", "Bertil", "Celine", "Dario", "Eluned", "Farid"]
 _FIRST += ["Greta", "Hiroshi", "Ines", "Jovan", "Kalani", "Leontine"]
@@ -243,16 +243,14 @@ def build_varied_facts(n: int = 24, seed: int = 0) -> list[Fact]:
         value = (
             topic.value(rng) if topic.closed else _fresh(rng, used, lambda t=topic: t.value(rng))
         )
+        note = rng.choice(topic.notes)
+        templates = (note, topic.question, topic.paraphrases, topic.answer_sentence)
         facts.append(
-            Fact(
-                fact_id=f"varied-{seed}-{i:03d}",
-                relation=topic.name,
-                unit=subject,
-                answer=value,
-                note=_fill(rng.choice(topic.notes), subject, value),
-                question=_fill(topic.question, subject, value),
-                paraphrases=tuple(_fill(p, subject, value) for p in topic.paraphrases),
-                answer_sentence=_fill(topic.answer_sentence, subject, value),
+            filled_fact(
+                f"varied-{seed}-{i:03d}",
+                (topic.name, subject, value),
+                templates,
+                lambda text, s=subject, v=value: _fill(text, s, v),
                 tags={"topic": topic.name},
             )
         )
