@@ -292,6 +292,9 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=0, help="start no run after S seconds")
     parser.add_argument("--pool", action="store_true", help="also score the whole pool per item")
     parser.add_argument("--baseline-json", default=None, help="reuse a baseline from this JSON")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep --out's finished runs and run the rest"
+    )
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--baseline-only", action="store_true", help=argparse.SUPPRESS)
@@ -309,9 +312,15 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     summary = {"skill": args.skill, "facts": args.facts, "argv": sys.argv[1:], "runs": []}
-    if args.baseline_json:
+    if args.resume and out.exists():
+        # the file is rewritten after every finished run: carry its runs and baseline over
+        summary = json.loads(out.read_text())
+        if (summary.get("skill"), summary.get("facts")) != (args.skill, args.facts):
+            raise SystemExit(f"{out} holds another suite; use another --out")
+        summary.setdefault("resumed", []).append(sys.argv[1:])
+    elif args.baseline_json:
         summary["baseline"] = json.loads(Path(args.baseline_json).read_text())["baseline"]
-    else:
+    if "baseline" not in summary:
         summary["baseline"] = child(args, None, "--baseline-only")
     print(
         f"baseline: { {k: v for k, v in summary['baseline'].items() if k != 'pool_correct'} }",
@@ -325,6 +334,8 @@ def main() -> None:
             for m in args.methods.split(",")
             for s in args.seeds.split(",")
         ]
+    done = {(r["label"], r["seed"], r.get("data_seed", 0)) for r in summary["runs"]}
+    entries = [e for e in entries if _identity(e, args) not in done]
     run_grid(args, entries, summary, out)
     summary = with_means(summary)
     out.write_text(json.dumps(summary, indent=1))
@@ -334,6 +345,12 @@ def main() -> None:
         except ImportError:
             print("no plot: matplotlib is missing (pip install -e '.[bench]')")
     print(f"wrote {out}")
+
+
+def _identity(entry: dict, args) -> tuple[str, int, int]:
+    """What names a finished run in the results: a resumed grid skips it."""
+    label = entry.get("label") or entry.get("method", "sft_kl")
+    return label, int(entry.get("seed", 0)), int(entry.get("data_seed", args.data_seed))
 
 
 def with_means(summary: dict) -> dict:
