@@ -189,3 +189,34 @@ def test_the_eval_readme_quotes_the_paired_intervals_as_computed():
                 round(interval.low * 100, 1),
                 round(interval.high * 100, 1),
             ], (against, suite)
+
+
+def test_the_gate_threshold_is_quoted_as_its_runs_give_it():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "gate_threshold", ROOT / "benchmarks" / "gate_threshold.py"
+    )
+    gate_threshold = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gate_threshold)
+    saved = json.loads((RESULTS / "gate_threshold.json").read_text())
+    runs = gate_threshold.drops(
+        json.loads((RESULTS / "frontier_varied.json").read_text()), saved["label"]
+    )
+    assert runs == saved["per_run"]
+    summary = gate_threshold.summary(runs)
+    assert {k: saved[k] for k in summary} == summary
+    text = " ".join((RESULTS / "consolidation.md").read_text().split())
+    quoted = re.search(
+        r"Robust drops ([\d., ]+) points: mean (\d\.\d\d), sample sd (\d\.\d\d), "
+        r"mean \+ 2 sd = \*\*(\d\.\d\d) points, (within|above) the 3-point gate\*\*; "
+        r"worst (\d\.\d\d)",
+        text,
+    )
+    assert quoted, "consolidation.md no longer quotes the re-derived threshold"
+    assert _numbers(quoted.group(1)) == [round(r["drop_points"], 2) for r in runs]
+    assert [float(quoted.group(i)) for i in (2, 3, 4, 6)] == [
+        round(summary[k], 2) for k in ("mean_drop", "sd_drop", "mean_plus_2sd", "worst_drop")
+    ]
+    assert quoted.group(5) == ("within" if summary["mean_plus_2sd"] <= 3 else "above")
+    assert f"{summary['runs']} of the 6 runs so far" in text or summary["runs"] >= 6
