@@ -15,9 +15,10 @@ Why the robust items, and where 3 points stands (docs/results/consolidation.md):
 set by 10-17 points and the robust set by 0.4-4.8 (mean 2.0, five held-out seeds); the recipe
 that learns the facts without forgetting (MLP-only LoRA + KL anchor) drops the robust set by
 0.8-2.4 (mean 1.5, sd 0.83, 4 runs in frontier.json): mean + 2 sd = 3.2 exceeds the 3 points.
-Re-derived on the default `sft_kl_near` and varied facts (gate_threshold.json, runs so far in
-consolidation.md): drops of 2.4-2.8 points, mean + 2 sd just above 3; the worst run passed by
-less than one robust item. The threshold stays at 3 points until six runs are in.
+Re-derived on the default `sft_kl_near` and varied facts (gate_threshold.json; 4 of 6 runs so
+far, consolidation.md): drops of 2.4-3.6 points, mean + 2 sd 4.0, one run in four over 3 points
+(the night's numbers leak into arithmetic). The threshold stays at 3 points until six runs are
+in; the recipe's spread, not the bar, is what the runs say to fix.
 Full retention and per-kind scores are recorded beside it, so a report shows where the drop is.
 """
 
