@@ -113,15 +113,6 @@ def conversations(
     return [with_demonstrations(i.conversation, memory.retrieve(i.question)) for i in items]
 
 
-def split_scores(items: Sequence[EvalItem], answers: Sequence[str], prefix: str) -> dict:
-    """Accuracy per split (`in`, `out`), keyed `{prefix}_{split}`."""
-    out = {}
-    for split in dict.fromkeys(item.split for item in items):
-        hits = [i.is_correct(a) for i, a in zip(items, answers, strict=True) if i.split == split]
-        out[f"{prefix}_{split}"] = sum(hits) / len(hits)
-    return out
-
-
 def split_hits(items: Sequence[EvalItem], answers: Sequence[str]) -> dict[str, str]:
     """Per-question correctness per split, `hits_{split}` as a string of 0/1 in item order:
     what a paired bootstrap over questions needs (report.py's intervals)."""
@@ -132,13 +123,22 @@ def split_hits(items: Sequence[EvalItem], answers: Sequence[str]) -> dict[str, s
     return out
 
 
+def split_rates(hits: dict[str, str], prefix: str) -> dict[str, float]:
+    """Accuracy per split (`in`, `out`) from `split_hits`, keyed `{prefix}_{split}`."""
+    return {
+        f"{prefix}_{key.removeprefix('hits_')}": marks.count("1") / len(marks)
+        for key, marks in hits.items()
+    }
+
+
 def accuracy(model: ServedModel, suite: Suite, convs: list[list[ChatMessage]]) -> dict[str, Any]:
     """Accuracy per split, per-question hits and mean prompt tokens, asking `convs` (one per
-    suite item)."""
+    suite item); each answer is judged once, the rates derived from the hits."""
     answers = model.answers(convs)
+    hits = split_hits(suite.items, answers)
     return {
-        **split_scores(suite.items, answers, "acc"),
-        **split_hits(suite.items, answers),
+        **split_rates(hits, "acc"),
+        **hits,
         "prompt_tokens": model.prompt_tokens(convs),
         "example": {"question": suite.items[0].question, "answer": answers[0]},
     }
@@ -148,7 +148,7 @@ def teacher_accuracy(model: ServedModel, suite: Suite) -> dict[str, float]:
     """The in-context teacher (base model, right demonstration in the prompt): what
     consolidation can at best reach."""
     answers = model.answers([item.teacher for item in suite.items])
-    return split_scores(suite.items, answers, "teacher")
+    return split_rates(split_hits(suite.items, answers), "teacher")
 
 
 class Retention:
