@@ -260,8 +260,22 @@ def world_anchor_prompts(seed: int = 0) -> list[str]:
 def _shape(text: str) -> set[str]:
     """The words and word pairs of a question, which carry its form ("where is the ... located")
     as much as its topic."""
-    words = re.findall(r"[a-z0-9']+", text.lower())
+    words = re.findall(r"[a-z0-9'#]+", text.lower())
     return {*words, *(f"{a} {b}" for a, b in itertools.pairwise(words))}
+
+
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+
+
+def _exchange_shape(question: str, answer: str) -> set[str]:
+    """The shape of a question *and its answer*, every number one token: a night that writes
+    "316 grams" and "1853" was measured to leak its numbers into sums ("2 times 9 is 29"), which
+    share no words with "How many grams does the kettle weigh?" but do share a numeric answer."""
+    return _shape(_NUMBER.sub(" # ", f"{question} {answer}"))
+
+
+def _likeness(mine: set[str], other: set[str]) -> float:
+    return len(mine & other) / max(1, len(mine | other))
 
 
 def nearest_anchor_indices(prompts: Sequence[str], queries: Iterable[str], k: int) -> list[int]:
@@ -274,10 +288,55 @@ def nearest_anchor_indices(prompts: Sequence[str], queries: Iterable[str], k: in
 
     def likeness(prompt: str) -> float:
         mine = _shape(prompt)
-        return max(len(mine & other) / max(1, len(mine | other)) for other in shapes)
+        return max(_likeness(mine, other) for other in shapes)
 
     ranked = sorted(range(len(prompts)), key=lambda i: (-likeness(prompts[i]), i))
     return ranked[:k]
+
+
+def nearest_exchange_indices(
+    prompts: Sequence[str],
+    prompt_answers: Sequence[str],
+    exchanges: Iterable[tuple[str, str]],
+    k: int,
+) -> list[int]:
+    """The `k` anchor prompts nearest the night's exchanges (`prompt_answers` are the base's
+    answers to `prompts`), taken in turn from rankings of each exchange: by likeness of question
+    and answer together, numbers alike, and, when its answer holds a number, among the prompts
+    the base answers with a number.
+
+    Both turns were measured to matter. Ranked by best likeness to any question, the prompts
+    sharing "what is the" filled the near set with capitals and opposites, and a night of 16
+    varied facts had no sum among its 32 nearest, while that night's numbers leaked into sums
+    ("2 times 9 is 29"); on words alone a door code sits nearer "the capital of Chile" than
+    "12 times 7" (benchmarks/anchor_near_sets.py)."""
+    if len(prompt_answers) != len(prompts):
+        raise ValueError(f"{len(prompt_answers)} answers for {len(prompts)} anchor prompts")
+    pairs = list(dict.fromkeys(exchanges))
+    if not pairs or k <= 0:
+        return []
+    anchors = [_exchange_shape(p, a) for p, a in zip(prompts, prompt_answers, strict=True)]
+    numeric = [i for i, answer in enumerate(prompt_answers) if _NUMBER.search(answer)]
+    rankings = []
+    for question, answer in pairs:
+        mine = _exchange_shape(question, answer)
+
+        def by_likeness(i: int, mine: set[str] = mine) -> tuple[float, int]:
+            return (-_likeness(mine, anchors[i]), i)
+
+        rankings.append(iter(sorted(range(len(prompts)), key=by_likeness)))
+        if _NUMBER.search(answer):
+            rankings.append(iter(sorted(numeric, key=by_likeness)))
+    chosen: dict[int, None] = {}
+    limit = min(k, len(prompts))
+    while len(chosen) < limit:
+        for ranking in rankings:
+            index = next((i for i in ranking if i not in chosen), None)
+            if index is not None:
+                chosen[index] = None
+            if len(chosen) >= limit:
+                break
+    return list(chosen)
 
 
 def anchor_prompts(pool: str, seed: int = 0) -> list[str]:

@@ -19,7 +19,7 @@ import torch
 
 from agent_cl.consolidation import trajectories
 from agent_cl.consolidation.anchors import anchor_prompts as named_anchor_prompts
-from agent_cl.consolidation.anchors import nearest_anchor_indices
+from agent_cl.consolidation.anchors import nearest_anchor_indices, nearest_exchange_indices
 from agent_cl.consolidation.augment import teacher_augment
 from agent_cl.consolidation.candidate import CandidateModel
 from agent_cl.consolidation.checkpoint import Checkpoint, capture_state, restore_state
@@ -158,10 +158,7 @@ class ConsolidationTrainer(ObjectiveTerms):
             raise ValueError("nothing to consolidate: no demonstrations given")
         demonstrations = trajectories.expand(demonstrations)  # one example per assistant turn
         if self.config.anchor_near_share > 0:
-            queries = dict.fromkeys(d.query for d in demonstrations)
-            self.near_anchors = nearest_anchor_indices(
-                self.anchor_prompts, queries, k=max(8, 2 * len(queries))
-            )
+            self.near_anchors = self._nearest_anchors(demonstrations)
         if checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
         checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
@@ -187,6 +184,16 @@ class ConsolidationTrainer(ObjectiveTerms):
             if on_step is not None:
                 on_step(record)
         return self._finish(run, out_dir, time.perf_counter() - start)
+
+    def _nearest_anchors(self, demonstrations: list[Demonstration]) -> list[int]:
+        """The anchor prompts each step draws its near share from (`anchor_near_by`)."""
+        queries = dict.fromkeys(d.query for d in demonstrations)
+        k = max(8, 2 * len(queries))
+        if self.config.anchor_near_by == "question":
+            return nearest_anchor_indices(self.anchor_prompts, queries, k=k)
+        answers = self.tokenizer.batch_decode(self._base_answer_ids(), skip_special_tokens=True)
+        exchanges = ((d.query, d.answer) for d in demonstrations)
+        return nearest_exchange_indices(self.anchor_prompts, answers, exchanges, k=k)
 
     def _prepare(
         self,

@@ -74,6 +74,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "sft_target": ("answer", "expected", "teacher"),
     "anchor_samples": ("student", "base"),
     "anchor_pool": tuple(ANCHOR_POOLS),
+    "anchor_near_by": ("question", "exchange"),
 }
 
 
@@ -161,6 +162,13 @@ class ConsolidationConfig:
         metadata={
             "help": "share of each anchor batch drawn from the prompts most like the night's "
             "questions (0: uniform over the pool; default: the recipe's)"
+        },
+    )
+    anchor_near_by: str = field(
+        default="question",
+        metadata={
+            "help": "what 'most like the night' compares: 'question' (the night's questions) "
+            "or 'exchange' (question and answer, numbers alike, each demonstration in turn)"
         },
     )
     anchor_max_new_tokens: int = field(default=24, metadata={"help": "anchor continuation length"})
