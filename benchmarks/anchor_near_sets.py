@@ -7,7 +7,8 @@ side by side for `anchor_near_by="question"` (the night's questions, best likene
 trainer's own code on the real embedded model (the base's answers decide which prompts are
 answered with a number). Writes JSON.
 
-    python benchmarks/anchor_near_sets.py --seeds 0,1,2,3,4,5 --out docs/results/anchor_near_sets.json
+    python benchmarks/anchor_near_sets.py --seeds 0,1,2,3,4,5 \\
+        --out docs/results/anchor_near_sets.json
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def main() -> None:
     from agent_cl.consolidation.training_config import ConsolidationConfig
 
     settings, path = model_dir()
-    trainer = ConsolidationTrainer(path, ConsolidationConfig(), torch_threads=settings.torch_threads)
+    config = ConsolidationConfig(method="sft_kl_near")
+    trainer = ConsolidationTrainer(path, config, torch_threads=settings.torch_threads)
     base_answers = trainer.tokenizer.batch_decode(
         trainer._base_answer_ids(), skip_special_tokens=True
     )

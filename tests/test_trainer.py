@@ -46,6 +46,8 @@ def lora_b_norm(adapter_dir) -> float:
         {"method": "sft_replay"},
         {"method": "sft_kl"},
         {"method": "sft_kl", "anchor_samples": "base"},
+        {"method": "sft_kl_near"},
+        {"method": "sft_kl_exchange"},
         {"method": "sdft_sft"},
         {"method": "sdft_sft_kl"},
         {"method": "gkd"},

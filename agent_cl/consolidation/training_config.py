@@ -42,6 +42,16 @@ RECIPES: dict[str, dict[str, Any]] = {
         "anchor_pool": "world",
         "anchor_near_share": 0.5,
     },
+    # sft_kl_near with the near prompts chosen by each demonstration's question *and answer*
+    # (numbers alike): a night whose answers are numbers also anchors the base's sums and
+    # counts, where such a night's numbers were measured to leak ("2 times 9 is 29").
+    "sft_kl_exchange": {
+        "sft_weight": 1.0,
+        "anchor_kl_weight": 5.0,
+        "anchor_pool": "world",
+        "anchor_near_share": 0.5,
+        "anchor_near_by": "exchange",
+    },
     # SFT + on-policy SDFT: SFT bootstraps the answer, SDFT shapes the student's own samples.
     "sdft_sft": {"sft_weight": 1.0, "sdft_weight": 1.0},
     # sdft_sft + the KL-to-base anchor.
@@ -164,11 +174,12 @@ class ConsolidationConfig:
             "questions (0: uniform over the pool; default: the recipe's)"
         },
     )
-    anchor_near_by: str = field(
-        default="question",
+    anchor_near_by: str | None = field(
+        default=None,
         metadata={
             "help": "what 'most like the night' compares: 'question' (the night's questions) "
-            "or 'exchange' (question and answer, numbers alike, each demonstration in turn)"
+            "or 'exchange' (question and answer, numbers alike, each demonstration in turn; "
+            "default: the recipe's)"
         },
     )
     anchor_max_new_tokens: int = field(default=24, metadata={"help": "anchor continuation length"})
@@ -201,6 +212,7 @@ class ConsolidationConfig:
             "replay_weight": 0.0,
             "anchor_pool": "general",
             "anchor_near_share": 0.0,
+            "anchor_near_by": "question",
         }
         for name, fallback in defaults.items():
             if getattr(self, name) is None:
