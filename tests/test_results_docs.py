@@ -7,6 +7,7 @@ re-run that changes results.json without the prose (or a typo in the prose) fail
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -220,3 +221,56 @@ def test_the_gate_threshold_is_quoted_as_its_runs_give_it():
     ]
     assert quoted.group(5) == ("within" if summary["mean_plus_2sd"] <= 3 else "above")
     assert f"{summary['runs']} of the 6 runs so far" in text or summary["runs"] >= 6
+
+
+def _benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_exchange_anchor_comparison_is_quoted_as_its_runs_give_it():
+    frontier = json.loads((RESULTS / "frontier_varied.json").read_text())
+    a, b = "sft_kl_near + exchange anchor", "sft_kl_near (default)"
+    compared = _benchmark("paired_runs").compare(frontier, a, b)
+    assert compared == json.loads((RESULTS / "anchor_exchange.json").read_text())
+    thresholds = _benchmark("gate_threshold")
+    summary = thresholds.summary(thresholds.drops(frontier, a))
+    text = " ".join((RESULTS / "consolidation.md").read_text().split())
+    quoted = re.search(
+        r"Exchange drops ([\d., ]+) points \(mean (\d\.\d\d), sd (\d\.\d\d), mean \+ 2 sd "
+        r"(\d\.\d\d), worst (\d\.\d\d); (\d) of 6 over 3 points\); learned ([\d., ]+)\. .*?"
+        r"exchange - default \*\*([+-]\d\.\d\d) points \[([+-]\d\.\d\d), ([+-]\d\.\d\d)\]\*\*, "
+        r"learned ([+-]\d\.\d\d\d) \(lower in (\d) of 6\)",
+        text,
+    )
+    assert quoted, "consolidation.md no longer quotes the exchange anchor comparison"
+    runs = thresholds.drops(frontier, a)
+    assert _numbers(quoted.group(1)) == [round(r["drop_points"], 2) for r in runs]
+    assert [float(quoted.group(i)) for i in (2, 3, 4, 5)] == [
+        round(summary[k], 2) for k in ("mean_drop", "sd_drop", "mean_plus_2sd", "worst_drop")
+    ]
+    assert int(quoted.group(6)) == sum(r["drop_points"] > 3 for r in runs)
+    assert _numbers(quoted.group(7)) == [round(r["new_skill_acc"], 3) for r in runs]
+    assert [float(quoted.group(i)) for i in (8, 9, 10)] == compared["retention_a_minus_b_points"]
+    assert float(quoted.group(11)) == round(compared["learned_a_minus_b"], 3)
+    assert int(quoted.group(12)) == compared["learned_lower_in"]
+
+    def failures(label: str, kind: str) -> int:
+        return sum(
+            key.startswith(f"{kind}:")
+            for r in frontier["runs"]
+            if r["label"] == label
+            for key in r["retention_failures"]
+        )
+
+    moved = re.search(
+        r"arithmetic failures over the six runs (\d+) -> (\d+), capitals (\d+) -> (\d+)", text
+    )
+    assert moved and [int(g) for g in moved.groups()] == [
+        failures(b, "arithmetic"),
+        failures(a, "arithmetic"),
+        failures(b, "capitals"),
+        failures(a, "capitals"),
+    ]
