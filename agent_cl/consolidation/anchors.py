@@ -260,7 +260,7 @@ def world_anchor_prompts(seed: int = 0) -> list[str]:
 def _shape(text: str) -> set[str]:
     """The words and word pairs of a question, which carry its form ("where is the ... located")
     as much as its topic."""
-    words = re.findall(r"[a-z0-9'#]+", text.lower())
+    words = re.findall(r"[a-z0-9']+", text.lower())
     return {*words, *(f"{a} {b}" for a, b in itertools.pairwise(words))}
 
 
@@ -271,7 +271,7 @@ def _exchange_shape(question: str, answer: str) -> set[str]:
     """The shape of a question *and its answer*, every number one token: a night that writes
     "316 grams" and "1853" was measured to leak its numbers into sums ("2 times 9 is 29"), which
     share no words with "How many grams does the kettle weigh?" but do share a numeric answer."""
-    return _shape(_NUMBER.sub(" # ", f"{question} {answer}"))
+    return _shape(_NUMBER.sub(" 0 ", f"{question} {answer}"))
 
 
 def _likeness(mine: set[str], other: set[str]) -> float:
