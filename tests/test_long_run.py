@@ -46,6 +46,15 @@ def test_the_curriculum_mixes_kinds_recurs_and_corrects():
         LongRunPlan(recurring=0.6, corrections=0.5)
 
 
+def test_the_full_run_has_a_distinct_lab_for_every_tool_task():
+    """The default 20 nights need about 320 labs; two syllables give 132, and the build
+    once looped forever looking for a 133rd."""
+    curriculum = Curriculum.build(LongRunPlan())
+    labs = [t.lab for t in curriculum.tools]
+    assert len(labs) > 132 and len(set(labs)) == len(labs)
+    assert labs[:6] == [t.lab for t in Curriculum.build(LongRunPlan.quick()).tools[:6]]
+
+
 def test_two_nights_of_a_life_resume_and_report(tiny_model_dir, tmp_path, monkeypatch):
     settings = Settings(home=tmp_path / "unused", model_dir=tiny_model_dir)
     plan = LongRunPlan.quick(**SMOKE)

@@ -36,10 +36,16 @@ class ToolTask:
 
 def build_tool_tasks(n: int, seed: int = 0) -> list[ToolTask]:
     """`n` invented labs and leaders (deterministic from `seed`); the tool below knows them."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
     rng = random.Random(seed)
     tasks, seen = [], set()
+    two_syllable = len(_SYLLABLES) * (len(_SYLLABLES) - 1)
     while len(tasks) < n:
-        lab = "".join(rng.sample(_SYLLABLES, 2)).capitalize()
+        # Two syllables give 132 labs; a month of nights needs more, so later labs take three
+        # (the first 132 stay as they were, so earlier runs keep their labs).
+        size = 2 if len(seen) < two_syllable else 3
+        lab = "".join(rng.sample(_SYLLABLES, size)).capitalize()
         if lab in seen:
             continue
         seen.add(lab)
