@@ -75,3 +75,31 @@ def test_status_shows_each_tenant_and_the_next_night(tmp_path, monkeypatch, hash
     rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
     assert "v1" in rows["alpha"] and "rejected: KL" in rows["alpha"]
     assert " 3 " in rows["beta"] and "never" in rows["beta"]
+
+
+def test_training_progress_prints_plain_lines_when_not_a_terminal():
+    """Under nohup or CI rich draws no bar; a long night must still say how far it is."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from agent_cl.cli.common import training_steps
+
+    out = io.StringIO()
+    with Progress(console=Console(file=out, force_terminal=False, width=200)) as bar:
+        on_step = training_steps(bar)
+        for step in range(1, 101):
+            on_step(SimpleNamespace(step=step, total_steps=100, loss=1.0 / step))
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("training (")]
+    assert lines[0].startswith("training (1/100, loss 1.000)")
+    assert lines[-1].startswith("training (100/100, loss 0.010)")
+    assert 10 <= len(lines) <= 12  # about every tenth, not every step
+
+    tty = io.StringIO()
+    with Progress(console=Console(file=tty, force_terminal=True, width=200)) as bar:
+        on_step = training_steps(bar)
+        for step in range(1, 21):
+            on_step(SimpleNamespace(step=step, total_steps=20, loss=0.5))
+    assert ", 0 s" not in tty.getvalue()  # a terminal gets the bar, not the lines

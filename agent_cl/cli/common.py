@@ -6,6 +6,7 @@ import functools
 import inspect
 import logging
 import os
+import time
 import typing
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -163,13 +164,30 @@ def with_night_options(command: Callable) -> Callable:
 
 
 def training_steps(bar, *, indent: str = "") -> Callable[[Any], None]:
-    """A hidden "training" row on `bar` and the `on_step` callback that shows each step."""
+    """A hidden "training" row on `bar` and the `on_step` callback that shows each step.
+
+    Rich draws no bar when the output is not a terminal (nohup, CI, a daemon's log), which
+    left a night of half an hour silent between its first line and its result; there, a plain
+    line is printed at the first step, about every tenth of the run and the last."""
     task = bar.add_task("training", total=None, visible=False)
+    started = time.perf_counter()
+    printed = {"step": 0}
 
     def on_step(record) -> None:
         label = f"{indent}training ({record.step}/{record.total_steps}, loss {record.loss:.3f})"
         bar.update(
             task, total=record.total_steps, completed=record.step, visible=True, description=label
         )
+        if bar.console.is_terminal:
+            return
+        every = max(1, (record.total_steps or 1) // 10)
+        if (
+            record.step == 1
+            or record.step == record.total_steps
+            or (record.step - printed["step"] >= every)
+        ):
+            printed["step"] = record.step
+            elapsed = time.perf_counter() - started
+            bar.console.print(f"{label}, {elapsed:.0f} s", highlight=False)
 
     return on_step

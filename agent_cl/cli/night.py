@@ -16,6 +16,7 @@ from agent_cl.cli.common import (
     progress_bar,
     quiet_libraries,
     settings_for,
+    training_steps,
     user_errors,
     with_night_options,
 )
@@ -34,14 +35,8 @@ def sleep(night: dict[str, Any], home: HomeOption = None, tenant: TenantOption =
     """Consolidate pending demonstrations now: every tenant in turn, or the one named."""
     quiet_libraries()
     runner = _open_night(settings_for(home, **night))
-    with progress_bar() as progress:
-        task = progress.add_task("training", total=None)
-
-        def on_step(record) -> None:
-            progress.update(task, total=record.total_steps, completed=record.step)
-
-        with user_errors():
-            reports = runner.run(only=tenant, on_step=on_step)
+    with progress_bar() as progress, user_errors():
+        reports = runner.run(only=tenant, on_step=training_steps(progress))
     if not reports:
         console.print("nothing to consolidate: no pending demonstrations")
     for report in reports:
