@@ -178,6 +178,15 @@ class Settings:
     sleep_replay: int = field(
         default=4, metadata={"help": "consolidated demonstrations replayed per night"}
     )
+    # "continue" until the fresh-LoRA lever is measured on a run of several nights
+    # (docs/results/long_run/README.md).
+    sleep_lora_per_night: str = field(
+        default="continue",
+        metadata={
+            "help": "'continue' training the served adapter each night, or 'fresh': a new "
+            "LoRA per night on the earlier nights frozen, folded into one served adapter"
+        },
+    )
     sleep_max_attempts: int = field(
         default=2,
         metadata={
@@ -232,6 +241,11 @@ class Settings:
         for name in ("sleep_replay", "sleep_checkpoint_every"):
             _at_least(name, getattr(self, name), 0)
         _at_least("sleep_steps", self.sleep_steps, 1)
+        if self.sleep_lora_per_night not in ("continue", "fresh"):
+            raise ConfigError(
+                "sleep_lora_per_night must be 'continue' or 'fresh', "
+                f"got {self.sleep_lora_per_night!r}"
+            )
         _at_least("sleep_max_demos", self.sleep_max_demos, 1)
         _at_least("daemon_min_pending", self.daemon_min_pending, 1)
         for name in ("store_port", "serve_port"):

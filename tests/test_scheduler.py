@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -106,6 +107,11 @@ def test_night_builds_each_tenants_job_from_settings(hash_embedder, tiny_model_d
         night.job("alpha", not_a_field=1)
     with pytest.raises(ConfigError, match="sleep_replay"):
         Settings(sleep_replay=-1)
+    assert job.config.lora_per_night == "continue"
+    fresh = Night(dataclasses.replace(settings, sleep_lora_per_night="fresh"), night.store)
+    assert fresh.job("alpha").config.lora_per_night == "fresh"
+    with pytest.raises(ConfigError, match="sleep_lora_per_night"):
+        Settings(sleep_lora_per_night="reset")
     with pytest.raises(ValueError, match="method"):
         NightPlan.from_settings(Settings(sleep_method="nope"))
     # one owner per rule: what Settings accepts, the night accepts (and the reverse)

@@ -243,6 +243,37 @@ def test_second_night_starts_from_the_first_adapter_and_replays(
     assert [v.version for v in registry.versions()] == [2]  # keep=1 pruned v1
 
 
+def test_fresh_lora_nights_stack_up_to_the_served_rank_and_the_check_sees_the_folded_adapter(
+    tiny_model_dir, tmp_path, hash_embedder
+):
+    import dataclasses
+
+    from agent_cl.consolidation.candidate import CandidateModel
+
+    store = InMemoryDemonstrationStore(hash_embedder)
+    registry = AdapterRegistry(tmp_path / "a", AdapterRules(max_rank=16))
+    fresh = dataclasses.replace(CONFIG, lora_per_night="fresh")
+    prompts = ["Name a colour.", "What is 2 + 2?"]
+    folds, seen = [], []
+    for i in range(3):
+        store.add([Demonstration(query=f"Who leads lab {i}?", answer=f"Ana {i}.", tenant="t")])
+        report = night(
+            store,
+            registry,
+            tiny_model_dir,
+            config=fresh,
+            check=lambda c: seen.append(c.kl_from_base(prompts)) or {},
+        )
+        assert report.status == "published"
+        folds.append(report.train["fold"])
+        rank = json.loads((registry.current().path / "adapter_config.json").read_text())["r"]
+        assert rank == [8, 16, 16][i]
+    assert folds[0] is None  # the first night has nothing to stack on
+    assert [f["fold"] for f in folds[1:]] == ["concatenated", "svd"]
+    served = CandidateModel.load(tiny_model_dir, registry.current().path, torch_threads=1)
+    assert served.kl_from_base(prompts) == pytest.approx(seen[-1], rel=1e-4, abs=1e-7)
+
+
 def test_one_sleep_or_rollback_per_tenant_at_a_time(tiny_model_dir, tmp_path, hash_embedder):
     from agent_cl.durable import LockedError
 

@@ -188,6 +188,7 @@ def test_no_demonstrations_is_an_error(tiny_model_dir, tmp_path):
         {"anchor_samples": "nobody"},
         {"teacher_written_fraction": 1.5},
         {"sft_target": "name"},
+        {"lora_per_night": "reset"},
     ],
 )
 def test_config_rejects_bad_values(bad):
@@ -293,3 +294,59 @@ def test_planted_checkpoint_runs_no_code_and_is_set_aside(tmp_path, writer):
     assert not marker.exists()  # the payload never ran
     assert not (checkpoints / "checkpoint.pt").exists()
     assert len(list(checkpoints.glob("checkpoint.pt.corrupt-*"))) == 1  # kept for a post-mortem
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_a_fresh_lora_per_night_trains_only_itself_and_folds_exactly(tiny_model_dir, tmp_path):
+    """Earlier nights stay as published; the served adapter is their stack, concatenated
+    while it fits the rank ceiling and compressed by SVD past it."""
+    import json
+
+    from peft import LoraConfig
+
+    from agent_cl.consolidation.stacking import fold_night_adapter, stack_night_adapter
+    from agent_cl.models.chat import load_causal_lm
+
+    first = ConsolidationTrainer(
+        tiny_model_dir, ConsolidationConfig(method="sft", steps=2), torch_threads=1
+    )
+    night1 = first.train(DEMOS, tmp_path / "night1").adapter_dir
+    earlier = load_file(night1 / "adapter_model.safetensors")
+
+    fresh = ConsolidationConfig(method="sft", steps=2, lora_per_night="fresh")
+    trainer = ConsolidationTrainer(tiny_model_dir, fresh, torch_threads=1, init_adapter=night1)
+    names = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert names and all(".night." in n for n in names)
+    result = trainer.train(DEMOS, tmp_path / "night2")
+    assert result.fold == {"earlier_rank": 8, "night_rank": 8, "rank": 16, "fold": "concatenated"}
+    saved = json.loads((tmp_path / "night2" / "adapter_config.json").read_text())
+    assert saved["r"] == 16 and saved["lora_alpha"] == 16
+    # the earlier night's A and B are the first 8 rows / columns of the stack, untouched
+    stacked = load_file(tmp_path / "night2" / "adapter_model.safetensors")
+    key = next(k for k in earlier if "lora_B" in k)
+    assert torch.allclose(stacked[key][:, :8], earlier[key])
+
+    ceiling = ConsolidationTrainer(
+        tiny_model_dir, fresh, torch_threads=1, init_adapter=tmp_path / "night2", max_rank=16
+    )
+    assert ceiling.train(DEMOS, tmp_path / "night3").fold["fold"] == "svd"
+    assert json.loads((tmp_path / "night3" / "adapter_config.json").read_text())["r"] == 16
+
+    # folding is exact below the ceiling and an approximation past it
+    ids = torch.tensor([[1, 17, 230, 4000, 9, 12]])
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["gate_proj", "up_proj", "down_proj"])
+    for max_rank, exact in ((None, True), (4, False)):
+        model = stack_night_adapter(load_causal_lm(tiny_model_dir), night1, lora)
+        torch.manual_seed(1)
+        for name, param in model.named_parameters():
+            if ".night." in name:
+                param.data.normal_(0, 0.5)
+        before = _logits(model, ids)
+        info = fold_night_adapter(model, max_rank)
+        after = _logits(model, ids)
+        assert info["rank"] == (16 if exact else 4)
+        assert torch.allclose(before, after, atol=1e-4) is exact

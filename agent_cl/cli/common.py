@@ -44,6 +44,13 @@ MaxDemosOption = Annotated[
 ReplayOption = Annotated[
     int | None, typer.Option(help="consolidated demonstrations replayed per night")
 ]
+LoraPerNightOption = Annotated[
+    str | None,
+    typer.Option(
+        help="'continue' the served adapter (default) or 'fresh': a new LoRA per night on "
+        "the earlier nights frozen"
+    ),
+]
 MaxAttemptsOption = Annotated[
     int | None,
     typer.Option(
@@ -129,6 +136,7 @@ NIGHT_OPTIONS: dict[str, tuple[object, str]] = {
     "replay": (ReplayOption, "sleep_replay"),
     "max_demos": (MaxDemosOption, "sleep_max_demos"),
     "max_attempts": (MaxAttemptsOption, "sleep_max_attempts"),
+    "lora_per_night": (LoraPerNightOption, "sleep_lora_per_night"),
     "checkpoint_every": (CheckpointOption, "sleep_checkpoint_every"),
     "server": (ServerOption, "servers"),
 }

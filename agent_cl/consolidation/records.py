@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -37,3 +38,5 @@ class TrainResult:
     history: list[StepRecord] = field(default_factory=list)
     resumed_from_step: int = 0  # > 0 when training continued from a checkpoint
     augmented: int = 0  # teacher-written demonstrations added to the given ones
+    # A stacked night (lora_per_night="fresh"): ranks and how they became one adapter.
+    fold: dict[str, Any] | None = None

@@ -28,6 +28,7 @@ from agent_cl.consolidation.distributed import DataParallel
 from agent_cl.consolidation.objectives import NonFiniteLossError, ObjectiveTerms
 from agent_cl.consolidation.records import StepRecord, TrainResult
 from agent_cl.consolidation.run_state import TrainingRun
+from agent_cl.consolidation.stacking import fold_night_adapter, stack_night_adapter
 from agent_cl.consolidation.teacher import EMATeacher, teacher_context
 from agent_cl.consolidation.training_config import ConsolidationConfig
 from agent_cl.faults import fault_point
@@ -64,7 +65,11 @@ class ConsolidationTrainer(ObjectiveTerms):
         torch_threads: int = 2,
         init_adapter: Path | None = None,
         anchor_prompts: Sequence[str] | None = None,
+        max_rank: int | None = None,
     ) -> None:
+        """`init_adapter`: the published adapter the night starts from (`lora_per_night`
+        says whether it trains on or stays frozen under a new LoRA); `max_rank`: the served
+        rank ceiling a stacked adapter is folded to."""
         from peft import LoraConfig, PeftModel, get_peft_model
 
         self.config = config or ConsolidationConfig()
@@ -76,17 +81,22 @@ class ConsolidationTrainer(ObjectiveTerms):
         base = load_causal_lm(Path(model_dir), dtype=dtype).to(self.device)
         for param in base.parameters():
             param.requires_grad_(False)
-        if init_adapter is not None:
+        lora = LoraConfig(
+            r=self.config.lora_r,
+            lora_alpha=self.config.lora_alpha,
+            lora_dropout=self.config.lora_dropout,
+            target_modules=self.config.peft_target_modules,
+            layers_to_transform=self.config.layers_to_transform,
+            task_type="CAUSAL_LM",
+        )
+        self.max_rank = max_rank
+        self.stacked = init_adapter is not None and self.config.lora_per_night == "fresh"
+        self.fold: dict[str, Any] | None = None  # how a stacked night became one adapter
+        if self.stacked:
+            self.model = stack_night_adapter(base, init_adapter, lora)
+        elif init_adapter is not None:
             self.model = PeftModel.from_pretrained(base, init_adapter, is_trainable=True)
         else:
-            lora = LoraConfig(
-                r=self.config.lora_r,
-                lora_alpha=self.config.lora_alpha,
-                lora_dropout=self.config.lora_dropout,
-                target_modules=self.config.peft_target_modules,
-                layers_to_transform=self.config.layers_to_transform,
-                task_type="CAUSAL_LM",
-            )
             self.model = get_peft_model(base, lora)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.anchor_prompts = list(anchor_prompts or named_anchor_prompts(self.config.anchor_pool))
@@ -252,6 +262,8 @@ class ConsolidationTrainer(ObjectiveTerms):
     def _finish(self, run: TrainingRun, out_dir: Path, seconds: float) -> TrainResult:
         trained_steps = self.config.steps - run.first_step + 1
         self.model.eval()
+        if self.stacked and self.fold is None:  # the gate then scores what is served
+            self.fold = fold_night_adapter(self.model, self.max_rank)
         out_dir = Path(out_dir)
         if self.parallel.is_main:  # every process holds the same adapter
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -268,6 +280,7 @@ class ConsolidationTrainer(ObjectiveTerms):
             history=run.history,
             resumed_from_step=run.first_step - 1,
             augmented=len(self.augmented),
+            fold=self.fold,
         )
 
     def candidate(self) -> CandidateModel:

@@ -88,6 +88,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "anchor_samples": ("student", "base"),
     "anchor_pool": tuple(ANCHOR_POOLS),
     "anchor_near_by": ("question", "exchange"),
+    "lora_per_night": ("continue", "fresh"),
 }
 
 
@@ -127,6 +128,14 @@ class ConsolidationConfig:
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    lora_per_night: str = field(
+        default="continue",
+        metadata={
+            "help": "after the first night: 'continue' training the served adapter, or "
+            "'fresh': a new LoRA on the earlier nights frozen, folded into one adapter "
+            "(concatenated; SVD past the served rank)"
+        },
+    )
     # MLP-only LoRA kept 0.98 of the robust retention set where all-linear kept 0.91 at the
     # same new-skill accuracy: attention carries the general skills the facts must not touch.
     target_modules: str = field(

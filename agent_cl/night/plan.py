@@ -29,6 +29,7 @@ class NightPlan:
     max_attempts: int  # nights a demonstration may be trained in before a rejection is final
     checkpoint_every: int
     seed: int
+    lora_per_night: str = "continue"  # or "fresh": a new LoRA on the earlier nights frozen
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NightPlan:
@@ -47,6 +48,7 @@ class NightPlan:
             max_attempts=settings.sleep_max_attempts,
             checkpoint_every=settings.sleep_checkpoint_every,
             seed=settings.seed,
+            lora_per_night=settings.sleep_lora_per_night,
         )
         plan.consolidation()
         plan.gate_config()
@@ -54,7 +56,9 @@ class NightPlan:
 
     def consolidation(self) -> ConsolidationConfig:
         steps = {} if self.steps is None else {"steps": self.steps}
-        return ConsolidationConfig(method=self.method, seed=self.seed, **steps)
+        return ConsolidationConfig(
+            method=self.method, seed=self.seed, lora_per_night=self.lora_per_night, **steps
+        )
 
     def gate_config(self) -> GateConfig | None:
         if not self.gate:

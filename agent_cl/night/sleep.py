@@ -216,7 +216,11 @@ class SleepJob:
         replayed = self.store.get(entry.replay_ids, tenant=self.tenant) if entry.replay_ids else []
         init = self.registry.get(entry.init_version).path if entry.init_version else None
         trainer = ConsolidationTrainer(
-            self.model_dir, self._config(entry), torch_threads=self.torch_threads, init_adapter=init
+            self.model_dir,
+            self._config(entry),
+            torch_threads=self.torch_threads,
+            init_adapter=init,
+            max_rank=self.registry.rules.max_rank,
         )
         self._candidate = trainer.candidate()
         gate = self._make_gate(demos)
@@ -245,6 +249,7 @@ class SleepJob:
             "seconds_per_step": result.seconds_per_step,
             "peak_rss_mb": result.peak_rss_mb,
             "final_loss": result.final_loss,
+            "fold": result.fold,
             "history": [asdict(r) for r in result.history],
         }
         entry.gate["train"] = {k: v for k, v in report.train.items() if k != "history"}
