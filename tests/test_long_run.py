@@ -5,6 +5,7 @@ embedded model a night's gate alone takes 2-4 minutes on 2 cores); the embedded 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -107,6 +108,12 @@ def test_two_nights_of_a_life_resume_and_report(tiny_model_dir, tmp_path, monkey
     assert again["nights"] == nights
     with pytest.raises(PlanMismatchError):
         LongRun(settings, LongRunPlan.quick(**{**SMOKE, "nights": 3}), out)
+    # ... and so are nights under another recipe, set where the command line does not show
+    assert results["night_plan"]["lora_per_night"] == "continue"
+    fresh = dataclasses.replace(settings, sleep_lora_per_night="fresh", sleep_replay=1)
+    told = r"lora_per_night='continue', replay=4; .* give lora_per_night='fresh', replay=1"
+    with pytest.raises(PlanMismatchError, match=told):
+        LongRun(fresh, plan, out)
 
     report = build_report(results)
     assert "## Nights" in report and "## After the last night" in report

@@ -38,6 +38,7 @@ from agent_cl.graphs.agent import build_agent
 from agent_cl.graphs.middleware import DEFAULT_MIN_SCORE, message_text
 from agent_cl.memory.schema import DemoStatus
 from agent_cl.models.provision import provisioned_model_dir
+from agent_cl.night.plan import NightPlan
 
 RESULTS = "results.json"
 TENANT = "long-run"
@@ -83,17 +84,33 @@ class LongRun:
                     f"{path} was measured with {data.get('sizing')}; this run asks for "
                     f"{self.plan.sizing()}: use another --out, or the same options"
                 )
+            # (a run from before the field was recorded takes today's settings as its own)
+            recorded = data.setdefault("night_plan", self._night_plan())
+            changed = sorted(k for k, v in self._night_plan().items() if recorded.get(k) != v)
+            if changed:  # one life under one product: nights of two recipes measure neither
+                raise PlanMismatchError(
+                    f"{path}'s nights ran with "
+                    + ", ".join(f"{k}={recorded.get(k)!r}" for k in changed)
+                    + "; these settings now give "
+                    + ", ".join(f"{k}={self._night_plan()[k]!r}" for k in changed)
+                    + ": use another --out, or the same agent-cl.toml / AGENT_CL_SLEEP_* settings"
+                )
             return data
         return {
             "experiment": "long-run",
             "sizing": self.plan.sizing(),
             "plan": self.plan.to_dict(),
             "command": command,
+            "night_plan": self._night_plan(),  # the settings the command line does not show
             "model": self.settings.model_dir.name,
             "days": {},
             "nights": {},
             "mornings": {},
         }
+
+    def _night_plan(self) -> dict[str, Any]:
+        """What each night does under these settings (recipe, replay, budget, gate, LoRA)."""
+        return dataclasses.asdict(NightPlan.from_settings(self.settings))
 
     def _save(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -162,6 +179,7 @@ class LongRun:
             "steps": report.train.get("steps"),
             "seconds": seconds,
             "train_seconds": report.train.get("seconds"),
+            "fold": report.train.get("fold"),
             "version": report.adapter_version,
             "gate": {k: gate.get(k) for k in ("passed", "reason", "before", "after", "base")},
             "error": report.error,
