@@ -339,6 +339,7 @@ def test_a_fresh_lora_per_night_trains_only_itself_and_folds_exactly(tiny_model_
     # folding is exact below the ceiling and an approximation past it
     ids = torch.tensor([[1, 17, 230, 4000, 9, 12]])
     lora = LoraConfig(r=8, lora_alpha=16, target_modules=["gate_proj", "up_proj", "down_proj"])
+    base_logits = _logits(load_causal_lm(tiny_model_dir), ids)
     for max_rank, exact in ((None, True), (4, False)):
         model = stack_night_adapter(load_causal_lm(tiny_model_dir), night1, lora)
         torch.manual_seed(1)
@@ -346,6 +347,8 @@ def test_a_fresh_lora_per_night_trains_only_itself_and_folds_exactly(tiny_model_
             if ".night." in name:
                 param.data.normal_(0, 0.5)
         before = _logits(model, ids)
+        with model.disable_adapter():  # the anchor's and the gate's base: no night at all
+            assert torch.allclose(_logits(model, ids), base_logits, atol=1e-6)
         info = fold_night_adapter(model, max_rank)
         after = _logits(model, ids)
         assert info["rank"] == (16 if exact else 4)
