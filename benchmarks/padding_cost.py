@@ -3,7 +3,8 @@ against 4-6 s on nights of facts alone, and a batch mixes short facts with tool 
 that carry the tools prompt, every row padded to the longest. This measures the SFT term's
 forward and backward on the same random batches of 4 real demonstrations, padded as the
 trainer does and as one row at a time (no padding, gradients accumulated, the same loss),
-side by side on the embedded model with the product's LoRA (r 8 on the MLP).
+side by side on the embedded model with the product's LoRA (r 8 on the MLP), and, as a bound on
+what packing the rows could save, one unmasked row of the batch's real tokens.
 
     python benchmarks/padding_cost.py --store DIR/home/store --tenant long-run \\
         --out docs/results/padding_cost.json
@@ -78,16 +79,28 @@ def main() -> None:
         model.zero_grad()
         return seconds, grads
 
+    def packed_bound(rows: list[int]) -> float:
+        """One row of the batch's real tokens end to end, no mask: what packing could cost at
+        best (not a correct loss, only its time)."""
+        ids = torch.tensor([[t for i in rows for t in prompts[i] + answers[i]]])
+        start = time.perf_counter()
+        logits = model(input_ids=ids, logits_to_keep=sum(len(answers[i]) for i in rows)).logits
+        logits.logsumexp(-1).sum().backward()
+        seconds = time.perf_counter() - start
+        model.zero_grad()
+        return seconds
+
     lengths = [len(p) + len(a) for p, a in zip(prompts, answers, strict=True)]
     rng = random.Random(0)
     batches = [rng.sample(range(len(demos)), 4) for _ in range(args.batches)]
     step(batches[0], False)  # warm-up
-    padded, per_row, worst = [], [], 0.0
+    padded, per_row, packed, worst = [], [], [], 0.0
     for rows in batches:
         a, grads_a = step(rows, False)
         b, grads_b = step(rows, True)
         padded.append(a)
         per_row.append(b)
+        packed.append(packed_bound(rows))
         for x, y in zip(grads_a, grads_b, strict=True):
             worst = max(worst, float((x - y).abs().max() / (x.abs().max() + 1e-12)))
     real = sum(sum(lengths[i] for i in rows) for rows in batches)
@@ -103,6 +116,8 @@ def main() -> None:
         "padded_s": statistics.median(padded),
         "one_row_at_a_time_s": statistics.median(per_row),
         "ratio_one_row_over_padded": statistics.median(per_row) / statistics.median(padded),
+        "packed_bound_s": statistics.median(packed),
+        "ratio_packed_bound_over_padded": statistics.median(packed) / statistics.median(padded),
         "max_relative_gradient_difference": worst,
         "torch_threads": torch.get_num_threads(),
         "batches": args.batches,

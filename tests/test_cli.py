@@ -91,15 +91,18 @@ def test_training_progress_prints_plain_lines_when_not_a_terminal():
     with Progress(console=Console(file=out, force_terminal=False, width=200)) as bar:
         on_step = training_steps(bar)
         for step in range(1, 101):
-            on_step(SimpleNamespace(step=step, total_steps=100, loss=1.0 / step))
-    lines = [line for line in out.getvalue().splitlines() if line.startswith("training (")]
+            on_step(SimpleNamespace(step=step, total_steps=100, loss=1.0 / step, seconds=0.0))
+        for step in range(5, 9):  # the next night, resumed at step 5: its own count
+            on_step(SimpleNamespace(step=step, total_steps=8, loss=0.5, seconds=0.0))
+    lines = [line for line in out.getvalue().splitlines() if line.endswith(" s")]
     assert lines[0].startswith("training (1/100, loss 1.000)")
-    assert lines[-1].startswith("training (100/100, loss 0.010)")
-    assert 10 <= len(lines) <= 12  # about every tenth, not every step
+    assert lines[-5].startswith("training (100/100, loss 0.010)")
+    assert 10 <= len(lines) - 4 <= 12  # about every tenth, not every step
+    assert [line.split(",")[0] for line in lines[-4:]] == [f"training ({s}/8" for s in range(5, 9)]
 
     tty = io.StringIO()
     with Progress(console=Console(file=tty, force_terminal=True, width=200)) as bar:
         on_step = training_steps(bar)
         for step in range(1, 21):
-            on_step(SimpleNamespace(step=step, total_steps=20, loss=0.5))
+            on_step(SimpleNamespace(step=step, total_steps=20, loss=0.5, seconds=0.0))
     assert ", 0 s" not in tty.getvalue()  # a terminal gets the bar, not the lines

@@ -178,24 +178,27 @@ def training_steps(bar, *, indent: str = "") -> Callable[[Any], None]:
     left a night of half an hour silent between its first line and its result; there, a plain
     line is printed at the first step, about every tenth of the run and the last."""
     task = bar.add_task("training", total=None, visible=False)
-    started = time.perf_counter()
-    printed = {"step": 0}
+    # one callback may see many trainings (a long run's nights): each restarts the count
+    seen = {"step": 0, "printed": 0, "started": 0.0}
 
     def on_step(record) -> None:
         label = f"{indent}training ({record.step}/{record.total_steps}, loss {record.loss:.3f})"
         bar.update(
             task, total=record.total_steps, completed=record.step, visible=True, description=label
         )
+        if record.step <= seen["step"] or not seen["step"]:  # a new training (or a resume)
+            seen.update(printed=0, started=time.perf_counter() - record.seconds)
+        seen["step"] = record.step
         if bar.console.is_terminal:
             return
         every = max(1, (record.total_steps or 1) // 10)
         if (
-            record.step == 1
+            not seen["printed"]
             or record.step == record.total_steps
-            or (record.step - printed["step"] >= every)
+            or record.step - seen["printed"] >= every
         ):
-            printed["step"] = record.step
-            elapsed = time.perf_counter() - started
+            seen["printed"] = record.step
+            elapsed = time.perf_counter() - seen["started"]
             bar.console.print(f"{label}, {elapsed:.0f} s", highlight=False)
 
     return on_step
