@@ -1,10 +1,10 @@
 """Does padding slow a night's training step? A long run's nights step at 7-9 s on 2 cores
 against 4-6 s on nights of facts alone, and a batch mixes short facts with tool trajectories
 that carry the tools prompt, every row padded to the longest. This measures the SFT term's
-forward and backward on the same random batches of 4 real demonstrations, padded as the
-trainer does and as one row at a time (no padding, gradients accumulated, the same loss),
-side by side on the embedded model with the product's LoRA (r 8 on the MLP), and, as a bound on
-what packing the rows could save, one unmasked row of the batch's real tokens.
+forward and backward on the same random batches of 4 real demonstrations: padded (the
+trainer's layout before 2026-11-30), packed end to end in one row (its layout since), and one
+row at a time (gradients accumulated); the same loss each way, side by side on the embedded
+model with the product's LoRA (r 8 on the MLP).
 
     python benchmarks/padding_cost.py --store DIR/home/store --tenant long-run \\
         --out docs/results/padding_cost.json
@@ -60,49 +60,48 @@ def main() -> None:
     answers = [[*tokenizer(d.answer, add_special_tokens=False).input_ids, eos] for d in demos]
     device = torch.device("cpu")
 
-    def summed_loss(rows: list[int], total: int) -> torch.Tensor:
+    def summed_loss(rows: list[int], total: int, packed: bool) -> torch.Tensor:
         logits, mask = completion_logits(
-            model, tokenizer, [prompts[i] for i in rows], [answers[i] for i in rows], device
+            model,
+            tokenizer,
+            [prompts[i] for i in rows],
+            [answers[i] for i in rows],
+            device,
+            packed=packed,
         )
         targets = torch.full(mask.shape, -100, dtype=torch.long)
         for j, i in enumerate(rows):
             targets[j, : len(answers[i])] = torch.tensor(answers[i])
         return (token_cross_entropy(logits, targets) * mask).sum() / total
 
-    def step(rows: list[int], one_by_one: bool) -> tuple[float, list[torch.Tensor]]:
+    def step(rows: list[int], layout: str) -> tuple[float, list[torch.Tensor]]:
         total = sum(len(answers[i]) for i in rows)
         start = time.perf_counter()
-        for part in [[i] for i in rows] if one_by_one else [rows]:
-            summed_loss(part, total).backward()
+        for part in [[i] for i in rows] if layout == "one row at a time" else [rows]:
+            summed_loss(part, total, packed=layout == "packed").backward()
         seconds = time.perf_counter() - start
         grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
         model.zero_grad()
         return seconds, grads
 
-    def packed_bound(rows: list[int]) -> float:
-        """One row of the batch's real tokens end to end, no mask: what packing could cost at
-        best (not a correct loss, only its time)."""
-        ids = torch.tensor([[t for i in rows for t in prompts[i] + answers[i]]])
-        start = time.perf_counter()
-        logits = model(input_ids=ids, logits_to_keep=sum(len(answers[i]) for i in rows)).logits
-        logits.logsumexp(-1).sum().backward()
-        seconds = time.perf_counter() - start
-        model.zero_grad()
-        return seconds
-
     lengths = [len(p) + len(a) for p, a in zip(prompts, answers, strict=True)]
     rng = random.Random(0)
     batches = [rng.sample(range(len(demos)), 4) for _ in range(args.batches)]
-    step(batches[0], False)  # warm-up
-    padded, per_row, packed, worst = [], [], [], 0.0
+    layouts = ("padded", "packed", "one row at a time")
+    step(batches[0], "padded")  # warm-up
+    seconds: dict[str, list[float]] = {name: [] for name in layouts}
+    worst = dict.fromkeys(layouts[1:], 0.0)  # against the padded layout's gradients
     for rows in batches:
-        a, grads_a = step(rows, False)
-        b, grads_b = step(rows, True)
-        padded.append(a)
-        per_row.append(b)
-        packed.append(packed_bound(rows))
-        for x, y in zip(grads_a, grads_b, strict=True):
-            worst = max(worst, float((x - y).abs().max() / (x.abs().max() + 1e-12)))
+        reference = None
+        for name in layouts:
+            took, grads = step(rows, name)
+            seconds[name].append(took)
+            if reference is None:
+                reference = grads
+                continue
+            for x, y in zip(reference, grads, strict=True):
+                gap = float((x - y).abs().max() / (x.abs().max() + 1e-12))
+                worst[name] = max(worst[name], gap)
     real = sum(sum(lengths[i] for i in rows) for rows in batches)
     filled = sum(4 * max(lengths[i] for i in rows) for rows in batches)
     result = {
@@ -113,11 +112,11 @@ def main() -> None:
             "max": max(lengths),
         },
         "padding_efficiency": real / filled,
-        "padded_s": statistics.median(padded),
-        "one_row_at_a_time_s": statistics.median(per_row),
-        "ratio_one_row_over_padded": statistics.median(per_row) / statistics.median(padded),
-        "packed_bound_s": statistics.median(packed),
-        "ratio_packed_bound_over_padded": statistics.median(packed) / statistics.median(padded),
+        "seconds": {name: statistics.median(v) for name, v in seconds.items()},
+        "ratio_over_padded": {
+            name: statistics.median(seconds[name]) / statistics.median(seconds["padded"])
+            for name in layouts[1:]
+        },
         "max_relative_gradient_difference": worst,
         "torch_threads": torch.get_num_threads(),
         "batches": args.batches,

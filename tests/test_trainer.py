@@ -118,6 +118,32 @@ def test_completion_logits_align_across_prompt_lengths(tiny_model_dir):
     assert torch.allclose(short[0], both[0], atol=1e-5)
 
 
+def test_packed_and_padded_rows_give_the_same_logits_and_gradients(tiny_model_dir):
+    """Packing is a layout, not a new objective: the same loss to float rounding."""
+    from agent_cl.consolidation.sequences import completion_logits
+
+    trainer = ConsolidationTrainer(tiny_model_dir, ConsolidationConfig(), torch_threads=1)
+    model, tok = trainer.model, trainer.tokenizer
+    prompts = [[5, 6], [7, 8, 9, 10, 11, 12, 13], [14]]
+    completions = [[11, 12, 13, 14], [15], [16, 17]]
+    grads = []
+    for packed in (True, False):
+        logits, mask = completion_logits(model, tok, prompts, completions, "cpu", packed=packed)
+        assert logits.shape == (3, 4, 49152)
+        assert mask.tolist() == [[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0]]
+        (logits.log_softmax(-1).amax(-1) * mask).sum().backward()
+        grads.append([p.grad.clone() for p in trainer.trainable])
+        model.zero_grad()
+        if packed:
+            first = logits.detach()
+    assert torch.allclose(first[mask], logits.detach()[mask], atol=1e-5)
+    assert any(float(g.abs().sum()) > 0 for g in grads[0])
+    for a, b in zip(*grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+    with pytest.raises(ValueError, match="prompt"):
+        completion_logits(model, tok, [[]], [[1]], "cpu")
+
+
 def test_ema_teacher_swaps_in_and_restores():
     param = torch.nn.Parameter(torch.zeros(3))
     ema = EMATeacher([param], rate=0.5)
