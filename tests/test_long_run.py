@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from langchain_core.messages import messages_from_dict
@@ -155,3 +156,12 @@ def test_long_run_options_are_checked():
     assert nights.exit_code != 0 and "long-run only" in nights.output
     bad = runner.invoke(app, ["eval", "--experiment", "long-run", "--nights", "0", "--out", "x"])
     assert bad.exit_code != 0 and "nights" in bad.output
+    # options of the other experiments were once ignored, starting hours of the wrong run
+    for extra, told in (
+        (["--suite", "poems"], "unknown kinds ['poems']"),
+        (["--suite", ","], "at least one kind"),
+        (["--methods", "sft", "--sizes", "8"], "--methods, --sizes do not apply"),
+    ):
+        shown = runner.invoke(app, ["eval", "--experiment", "long-run", *extra, "--out", "x"])
+        assert shown.exit_code != 0 and told in shown.output, shown.output
+        assert not (Path("x") / RESULTS).exists()

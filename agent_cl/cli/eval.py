@@ -28,7 +28,9 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 def evaluate(
     out: Path = typer.Option(..., "--out", help="folder for results.json, report.md and plots"),
     suite: str | None = typer.Option(
-        None, help="suites, comma-separated: facts,json,tools (or facts-varied)"
+        None,
+        help="suites, comma-separated: facts,json,tools (or facts-varied); long-run: the "
+        "kinds a day mixes (default facts,json,tools)",
     ),
     methods: str | None = typer.Option(
         None,
@@ -75,7 +77,19 @@ def evaluate(
         if len(chosen) > 1:
             with user_errors():
                 raise ValueError("long-run runs alone: give --experiment long-run by itself")
-        _long_run(out, quick=quick, nights=nights, demos=demos,
+        others = {
+            "--methods": methods,
+            "--seeds": seeds,
+            "--sizes": sizes,
+            "--text-k": text_k,
+            "--min-score": min_score,
+            "--serving-cost": serving_cost,
+        }
+        given = [name for name, value in others.items() if value is not None]
+        if given:  # silently ignored, they would start hours of the wrong run
+            with user_errors():
+                raise ValueError(f"{', '.join(given)} do not apply to --experiment long-run")
+        _long_run(out, quick=quick, nights=nights, demos=demos, kinds=suite,
                   retention_limit=retention_limit, report_only=report_only, home=home)  # fmt: skip
         return
     if nights is not None:
@@ -115,12 +129,12 @@ def evaluate(
     _write_report(out)
 
 
-def _long_run(out: Path, *, quick: bool, nights, demos, retention_limit, report_only, home):
+def _long_run(out: Path, *, quick: bool, nights, demos, kinds, retention_limit, report_only, home):
     """The long run: resumable per day, night and morning in --out/results.json."""
     from agent_cl.evals.long_run import RESULTS, LongRun, PlanMismatchError, final_line
     from agent_cl.evals.long_run_plan import LongRunPlan
 
-    options = {"nights": nights, "demos_per_night": demos}
+    options = {"nights": nights, "demos_per_night": demos, "kinds": _names(kinds)}
     options = {k: v for k, v in options.items() if v is not None}
     if retention_limit is not None:
         options["retention_limit"] = retention_limit or None  # 0: the whole frozen set

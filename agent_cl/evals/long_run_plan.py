@@ -62,7 +62,9 @@ class LongRunPlan:
     def __post_init__(self) -> None:
         self.kinds = tuple(self.kinds)
         unknown = sorted(set(self.kinds) - set(KINDS))
-        if unknown or not self.kinds:
+        if not self.kinds:
+            raise ValueError(f"a long run needs at least one kind: {', '.join(KINDS)}")
+        if unknown:
             raise ValueError(f"unknown kinds {unknown}; choose from {', '.join(KINDS)}")
         for name in ("nights", "demos_per_night", "memory_every", "max_new_tokens"):
             if getattr(self, name) < 1:
