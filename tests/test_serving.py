@@ -189,3 +189,18 @@ def test_tools_chat_template_is_the_models_own_plus_the_same_tools_prompt(embedd
     assert "Be brief.\n\n" + tools_prompt(tools) in text
     assert '<tool_call>{"name": "lab_leader", "arguments": {"lab": "Nerost"}}</tool_call>' in text
     assert tools_chat_template(embedded_model_dir.parent) is None  # not a model: no template
+
+
+def test_batched_answers_come_back_in_the_order_asked(embedded_model_dir):
+    """Batches are filled shortest prompt first; each answer must still land on its question."""
+    from agent_cl.models.chat import generate_batch, load_causal_lm, load_tokenizer
+
+    model, tok = load_causal_lm(embedded_model_dir), load_tokenizer(embedded_model_dir)
+    questions = ["Hi", "Please list every planet of the solar system in order.", "2+2?", "Why?"]
+    convs = [
+        [{"role": "user", "content": q * (3 if i % 2 else 1)}] for i, q in enumerate(questions)
+    ]
+    together = generate_batch(model, tok, convs, max_new_tokens=6, batch_size=2)
+    alone = [generate_batch(model, tok, [c], max_new_tokens=6)[0] for c in convs]
+    assert together == alone
+    assert len(set(alone)) > 1  # distinct answers, so a shuffle would show

@@ -94,21 +94,28 @@ def generate_batch(
     temperature: float = 0.0,
     generator_seed: int | None = None,
 ) -> list[str]:
-    """Answer each conversation; greedy when temperature is 0."""
+    """Answer each conversation (in the given order); greedy when temperature is 0.
+
+    Batches are filled shortest prompt first: a batch is padded to its longest prompt, and a
+    morning's questions mix 33-token facts with 135-token tool prompts. On 31 such questions
+    this took 0.76 of the time in the given order, every answer the same."""
     texts = [render_prompt(tokenizer, conv) for conv in conversations]
     check_fits_window(model, tokenizer, texts, max_new_tokens)
-    outputs: list[str] = []
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    outputs: dict[int, str] = {}
     for start in range(0, len(texts), batch_size):
+        chunk = order[start : start + batch_size]
         ids = generate_ids(
             model,
             tokenizer,
-            texts[start : start + batch_size],
+            [texts[i] for i in chunk],
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             generator_seed=generator_seed,
         )
-        outputs.extend(tokenizer.batch_decode(ids, skip_special_tokens=True))
-    return [o.strip() for o in outputs]
+        answers = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        outputs.update((i, text.strip()) for i, text in zip(chunk, answers, strict=True))
+    return [outputs[i] for i in range(len(texts))]
 
 
 class ContextTooLongError(ValueError):
