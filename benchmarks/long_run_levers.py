@@ -18,11 +18,15 @@ import argparse
 import json
 from pathlib import Path
 
+from agent_cl.evals.long_run import summarise
+
 
 def lever_row(results: dict) -> dict:
     """What one long run shows about keeping skills, from its results.json."""
-    if not {"nights", "mornings", "summary"} <= results.keys():
-        raise SystemExit("not a long-run results.json (no nights, mornings and summary)")
+    if not {"nights", "mornings"} <= results.keys() or not results["mornings"]:
+        raise SystemExit("not a long-run results.json with a morning (no nights, mornings)")
+    # a run still going (or stopped between nights) has no summary yet: read it the same way
+    summary = results.get("summary") or summarise(results)
     nights = results["nights"]
     mornings = results["mornings"]
     order = sorted(mornings, key=int)
@@ -42,8 +46,9 @@ def lever_row(results: dict) -> dict:
         "replayed": [nights[n].get("replayed", 0) for n in sorted(nights, key=int)],
         "robust_drop_vs_base_pts": drops,
         "night1_skills_by_morning": first_night,
-        "skills_kept_min": results["summary"]["skills_kept_min"],
-        "skills_kept_mean": results["summary"]["skills_kept_mean"],
+        "finished": "summary" in results,
+        "skills_kept_min": summary["skills_kept_min"],
+        "skills_kept_mean": summary["skills_kept_mean"],
         "facts_after_last": round(last["skills"]["by_kind"].get("facts", {}).get("acc", 0.0), 3),
         "night_seconds": [round(nights[n]["seconds"]) for n in sorted(nights, key=int)],
     }
