@@ -166,6 +166,30 @@ def test_the_lever_table_is_recomputed_from_the_runs():
         assert seconds == f"{min(span)}-{max(span)}"
 
 
+def test_the_fresh_lora_comparison_is_quoted_as_its_runs_give_it():
+    readme = (RESULTS / "long_run" / "README.md").read_text()
+    rows = _table_rows(readme, "| night | continue | fresh |")
+    runs = {arm: _long_run(f"fresh_vs_continue/{arm}") for arm in ("continue", "fresh")}
+    assert [r[0] for r in rows] == sorted(runs["continue"]["nights"], key=int)
+    for row in rows[1:]:  # night 1 is the same night in both
+        for arm, cell in zip(("continue", "fresh"), row[1:], strict=True):
+            night = runs[arm]["nights"][row[0]]
+            after = night["gate"]["after"]
+            assert cell.strip("*").startswith(night["status"]), (arm, row)
+            numbers = [x for x in _numbers(cell)]
+            assert round(after["retention"], 3) in numbers
+            if night["status"] == "published":
+                assert round(after["kl_from_base"], 4) in numbers
+            else:
+                assert round(night["gate"]["before"]["retention"], 3) in numbers
+                assert round(after["retention_kinds"]["arithmetic"], 2) in numbers
+    saved = json.loads((RESULTS / "long_run" / "fresh_vs_continue" / "levers.json").read_text())
+    assert saved["continue"]["statuses"] == [
+        n["status"]
+        for _, n in sorted(runs["continue"]["nights"].items(), key=lambda kv: int(kv[0]))
+    ]
+
+
 def test_the_eval_readme_quotes_the_paired_intervals_as_computed():
     from agent_cl.evals.report_comparisons import comparison, hits_by_seed
 
