@@ -183,6 +183,14 @@ def test_the_fresh_lora_comparison_is_quoted_as_its_runs_give_it():
             else:
                 assert round(night["gate"]["before"]["retention"], 3) in numbers
                 assert round(after["retention_kinds"]["arithmetic"], 2) in numbers
+    text = " ".join(readme.split())
+    kept = re.search(
+        r"skills scored ([\d. /]+) under `continue` and ([\d. /]+) under `fresh`", text
+    )
+    assert kept, "the skills after the last night are not quoted"
+    for arm, quoted in zip(("continue", "fresh"), kept.groups(), strict=True):
+        last = runs[arm]["mornings"][max(runs[arm]["mornings"], key=int)]["skills"]["by_night"]
+        assert _numbers(quoted) == [round(last[k]["acc"], 2) for k in sorted(last, key=int)]
     saved = json.loads((RESULTS / "long_run" / "fresh_vs_continue" / "levers.json").read_text())
     assert saved["continue"]["statuses"] == [
         n["status"]
