@@ -40,9 +40,9 @@ def completion_logits(
 
     Packed (the default): the rows [prompt][completion] run end to end as one sequence, each
     with its own position ids; transformers reads the restarts as packed sequences and keeps
-    attention within each, so no padding is computed. A night mixes 45-token facts with
-    205-token tool turns: padded, 0.6 of a batch's tokens were real, and one packed row took
-    0.67 of the padded batch's time (benchmarks/padding_cost.py). The LM head runs only at the
+    attention within each, so no padding is computed. A night mixes 46-token facts with
+    206-token tool turns: padded, 0.55 of a batch's tokens were real, and the packed SFT term
+    took 0.52 of the padded time (docs/results/padding_cost.json). The LM head runs only at the
     positions that predict a completion token (on a 135M model with a 49k vocabulary the head
     is most of the cost). `packed=False` pads instead, for the side-by-side check.
     """
