@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent_cl.consolidation.training_config import LORA_PER_NIGHT
+
 ENV_PREFIX = "AGENT_CL_"
 DEFAULT_HOME = Path.home() / ".cache" / "agent-cl"
 
@@ -241,9 +243,9 @@ class Settings:
         for name in ("sleep_replay", "sleep_checkpoint_every"):
             _at_least(name, getattr(self, name), 0)
         _at_least("sleep_steps", self.sleep_steps, 1)
-        if self.sleep_lora_per_night not in ("continue", "fresh"):
+        if self.sleep_lora_per_night not in LORA_PER_NIGHT:
             raise ConfigError(
-                "sleep_lora_per_night must be 'continue' or 'fresh', "
+                f"sleep_lora_per_night must be one of {', '.join(LORA_PER_NIGHT)}, "
                 f"got {self.sleep_lora_per_night!r}"
             )
         _at_least("sleep_max_demos", self.sleep_max_demos, 1)

@@ -77,6 +77,8 @@ MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 DEFAULT_METHOD = "sft_kl_near"
 
 
+# How a night treats the published adapter (Settings.sleep_lora_per_night checks it too).
+LORA_PER_NIGHT = ("continue", "fresh")
 # Fields that take one of a few names, and the names (checked in `_validate`).
 _CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cuda", "cpu"),
@@ -88,7 +90,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "anchor_samples": ("student", "base"),
     "anchor_pool": tuple(ANCHOR_POOLS),
     "anchor_near_by": ("question", "exchange"),
-    "lora_per_night": ("continue", "fresh"),
+    "lora_per_night": LORA_PER_NIGHT,
 }
 
 
