@@ -103,6 +103,11 @@ def test_two_nights_of_a_life_resume_and_report(tiny_model_dir, tmp_path, monkey
         n["demonstrations"] for n in nights.values()
     )
     assert final_line(summary).startswith("long_run nights=2 published=")
+    # every stage is timed, so the whole life's wall time is known (the quick run's bar)
+    stages = [*days.values(), *nights.values(), *mornings.values()]
+    assert all(row["seconds"] > 0 for row in stages)
+    assert summary["run_s"] == pytest.approx(sum(row["seconds"] for row in stages))
+    assert summary["run_s"] > summary["max_night_s"]
 
     # Resumed: nothing runs again; another plan is refused, not mixed in.
     again = LongRun(settings, plan, out, say=lambda m: None).run()
@@ -118,6 +123,7 @@ def test_two_nights_of_a_life_resume_and_report(tiny_model_dir, tmp_path, monkey
 
     report = build_report(results)
     assert "## Nights" in report and "## After the last night" in report
+    assert f"took {summary['run_s'] / 60:.1f} minutes" in report
     assert "## The same questions with text memory" in report
     assert {p.name for p in write_plots(results, tmp_path)} == {
         "skills.png",

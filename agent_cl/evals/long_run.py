@@ -129,14 +129,19 @@ class LongRun:
         try:
             for night in range(1, self.plan.nights + 1):
                 key = str(night)
-                if key not in self.results["days"]:
-                    self.results["days"][key] = self.day(night)
-                    self._save()
-                if key not in self.results["nights"]:
-                    self.results["nights"][key] = self.night(night)
-                    self._save()
-                if key not in self.results["mornings"]:
-                    self.results["mornings"][key] = self.morning(night)
+                for stage, live in (
+                    ("days", self.day),
+                    ("nights", self.night),
+                    ("mornings", self.morning),
+                ):
+                    if key in self.results[stage]:
+                        continue
+                    started = time.perf_counter()
+                    row = live(night)
+                    # wall time of the stage, model loading included (a night keeps its own:
+                    # the sleep job alone)
+                    row.setdefault("seconds", time.perf_counter() - started)
+                    self.results[stage][key] = row
                     self._save()
         finally:
             if self._world is not None:
@@ -446,8 +451,17 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         "kl_from_base": last.get("kl_from_base"),
         "tools_heldout": tools,
         "max_night_s": max((n["seconds"] for n in nights.values()), default=None),
+        # the whole life's wall time; None for runs made before days and mornings were timed
+        "run_s": _total_seconds(results),
         "demonstrations": sum(n["demonstrations"] for n in nights.values()),
     }
+
+
+def _total_seconds(results: dict[str, Any]) -> float | None:
+    rows = [row for stage in ("days", "nights", "mornings") for row in results[stage].values()]
+    if not rows or any("seconds" not in row for row in rows):
+        return None
+    return sum(row["seconds"] for row in rows)
 
 
 def final_line(summary: dict[str, Any]) -> str:

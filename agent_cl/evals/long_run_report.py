@@ -41,7 +41,10 @@ def build_report(data: dict[str, Any]) -> str:
     ]
     if data.get("command"):
         lines += ["", f"Made by `{data['command']}`."]
-    lines += ["", f"`{final_line(summary)}`", "", "## Nights", ""]
+    lines += ["", f"`{final_line(summary)}`"]
+    if summary.get("run_s") is not None:
+        lines += ["", f"Days, nights and mornings took {summary['run_s'] / 60:.1f} minutes."]
+    lines += ["", "## Nights", ""]
     lines += [
         "| night | logged by day | claimed | steps | seconds | gate | served | this night's "
         "skills | all skills | robust ret. (base) | KL from base |",
