@@ -198,6 +198,33 @@ def test_the_fresh_lora_comparison_is_quoted_as_its_runs_give_it():
     ]
 
 
+def test_the_quick_run_on_the_defaults_is_quoted_as_it_ran():
+    from agent_cl.evals.long_run import final_line
+
+    readme = (RESULTS / "long_run" / "README.md").read_text()
+    run = _long_run("quick_defaults")
+    section = readme[readme.index("## The quick run on today's defaults") :]
+    assert f"`{final_line(run['summary'])}`" in section
+    rows = _table_rows(section, "| night | claimed | steps | seconds (train) |")
+    assert [r[0] for r in rows] == sorted(run["nights"], key=int)
+    for key, claimed, steps, seconds, gate, _, robust, kl in rows:
+        night = run["nights"][key]
+        assert [int(claimed), int(steps)] == [night["demonstrations"], night["steps"]]
+        assert seconds == f"{round(night['seconds'])} ({round(night['train_seconds'])})"
+        assert gate.startswith(night["status"])
+        after = night["gate"]["after"]
+        assert [float(robust), float(kl)] == [
+            round(after["retention"], 3),
+            round(after["kl_from_base"], 4),
+        ]
+    text = " ".join(section.split())
+    last = run["mornings"][max(run["mornings"], key=int)]["skills"]["by_night"]
+    kept = re.search(r"After the last night: ([\d. /*]+) for nights", text)
+    assert kept and _numbers(kept.group(1)) == [
+        round(last[k]["acc"], 2) for k in sorted(last, key=int)
+    ]
+
+
 def test_the_eval_readme_quotes_the_paired_intervals_as_computed():
     from agent_cl.evals.report_comparisons import comparison, hits_by_seed
 
