@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent_cl.consolidation.training_config import LORA_PER_NIGHT
+# How a night treats the published adapter: train it on, or freeze it under a new LoRA and fold
+# the two (consolidation.stacking). ConsolidationConfig checks the same names.
+LORA_PER_NIGHT = ("continue", "fresh")
 
 ENV_PREFIX = "AGENT_CL_"
 DEFAULT_HOME = Path.home() / ".cache" / "agent-cl"

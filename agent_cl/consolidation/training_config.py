@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from agent_cl.config import LORA_PER_NIGHT
 from agent_cl.consolidation.anchors import ANCHOR_POOLS
 
 Teacher = Literal["base", "ema"]
@@ -77,8 +78,6 @@ MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 DEFAULT_METHOD = "sft_kl_near"
 
 
-# How a night treats the published adapter (Settings.sleep_lora_per_night checks it too).
-LORA_PER_NIGHT = ("continue", "fresh")
 # Fields that take one of a few names, and the names (checked in `_validate`).
 _CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cuda", "cpu"),
