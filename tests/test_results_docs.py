@@ -225,6 +225,30 @@ def test_the_quick_run_on_the_defaults_is_quoted_as_it_ran():
     ]
 
 
+def test_the_replay_budget_comparison_is_quoted_as_its_runs_give_it():
+    readme = (RESULTS / "long_run" / "README.md").read_text()
+    runs = [_long_run("quick_defaults"), _long_run("quick_replay8")]
+    assert [r["night_plan"]["replay"] for r in runs] == [4, 8]
+    rows = _table_rows(readme, "| night | replay 4 (default): replayed, steps, gate, robust |")
+    assert [r[0] for r in rows] == sorted(runs[0]["nights"], key=int)
+    for key, *cells in rows:
+        for run, cell in zip(runs, cells, strict=True):
+            night = run["nights"][key]
+            replayed, steps, gate, robust = (c.strip().strip("*") for c in cell.split(","))
+            assert [int(replayed), int(steps), gate] == [
+                night["replayed"],
+                night["steps"],
+                night["status"],
+            ]
+            assert float(robust) == round(night["gate"]["after"]["retention"], 3)
+    text = " ".join(readme[readme.index("## Replay 8 against replay 4") :].split())
+    kept = re.search(r"nights 1-4 scored ([\d. /]+) \(replay 4: ([\d. /]+)\)", text)
+    assert kept, "the skills after the last night are not quoted"
+    for run, quoted in zip(reversed(runs), kept.groups(), strict=True):
+        last = run["mornings"][max(run["mornings"], key=int)]["skills"]["by_night"]
+        assert _numbers(quoted) == [round(last[k]["acc"], 2) for k in sorted(last, key=int)]
+
+
 def test_the_eval_readme_quotes_the_paired_intervals_as_computed():
     from agent_cl.evals.report_comparisons import comparison, hits_by_seed
 
