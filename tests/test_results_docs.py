@@ -249,6 +249,24 @@ def test_the_replay_budget_comparison_is_quoted_as_its_runs_give_it():
         assert _numbers(quoted) == [round(last[k]["acc"], 2) for k in sorted(last, key=int)]
 
 
+def test_the_night_sizes_are_quoted_as_measured():
+    readme = (RESULTS / "long_run" / "README.md").read_text()
+    rows = json.loads((RESULTS / "night_size.json").read_text())["rows"]
+    table = _table_rows(readme, "| demonstrations | steps | night s (training) |")
+    assert [int(r[0]) for r in table] == [row["size"] for row in rows]
+    for cells, row in zip(table, rows, strict=True):
+        assert row["claimed"] == row["size"]  # nothing left pending at these sizes
+        assert cells[1:] == [
+            str(row["steps"]),
+            f"{round(row['night_seconds'])} ({round(row['train_seconds'])})",
+            f"{row['night_seconds_per_claimed']:.1f}",
+            f"{row['heldout_acc']:.3f}",
+            f"{row['robust_drop_points']:.2f}",
+            f"{row['full_drop_points']:.2f}",
+            row["status"],
+        ]
+
+
 def test_the_eval_readme_quotes_the_paired_intervals_as_computed():
     from agent_cl.evals.report_comparisons import comparison, hits_by_seed
 
