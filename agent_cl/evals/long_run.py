@@ -41,6 +41,8 @@ from agent_cl.models.provision import provisioned_model_dir
 from agent_cl.night.plan import NightPlan
 
 RESULTS = "results.json"
+# the parts of each simulated day, in the order they run; each keeps a row per night in results.json
+STAGES = ("days", "nights", "mornings")
 TENANT = "long-run"
 TEXT_K = 2  # demonstrations a text memory retrieves (the eval's and the agent's default)
 Say = Callable[[str], None]
@@ -129,11 +131,7 @@ class LongRun:
         try:
             for night in range(1, self.plan.nights + 1):
                 key = str(night)
-                for stage, live in (
-                    ("days", self.day),
-                    ("nights", self.night),
-                    ("mornings", self.morning),
-                ):
+                for stage, live in zip(STAGES, (self.day, self.night, self.morning), strict=True):
                     if key in self.results[stage]:
                         continue
                     started = time.perf_counter()
@@ -458,7 +456,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def _total_seconds(results: dict[str, Any]) -> float | None:
-    rows = [row for stage in ("days", "nights", "mornings") for row in results[stage].values()]
+    rows = [row for stage in STAGES for row in results[stage].values()]
     if not rows or any("seconds" not in row for row in rows):
         return None
     return sum(row["seconds"] for row in rows)
