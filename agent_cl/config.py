@@ -182,6 +182,16 @@ class Settings:
     sleep_replay: int = field(
         default=4, metadata={"help": "consolidated demonstrations replayed per night"}
     )
+    # 0 (uniform over every consolidated demonstration) until the lever is measured: on the
+    # quick long run the newest night's facts faded most (0.86 the morning after, 0.43 a night
+    # later) while a uniform draw of 4 replayed about 1.5 of them.
+    sleep_replay_recent: float = field(
+        default=0.0,
+        metadata={
+            "help": "share of the replay drawn from the demonstrations the newest version "
+            "consolidated (the rest: uniformly from all of them)"
+        },
+    )
     # "continue" until the fresh-LoRA lever is measured on a run of several nights
     # (docs/results/long_run/README.md).
     sleep_lora_per_night: str = field(
@@ -255,7 +265,7 @@ class Settings:
         for name in ("store_port", "serve_port"):
             if not 0 < getattr(self, name) < 65536:
                 raise ConfigError(f"{name} must be a port (1-65535), got {getattr(self, name)}")
-        for name in ("gate_max_retention_drop", "gate_max_drop_from_base"):
+        for name in ("sleep_replay_recent", "gate_max_retention_drop", "gate_max_drop_from_base"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 < self.gate_max_kl_from_base <= 1:  # 0 would reject every trained adapter

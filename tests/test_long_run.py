@@ -120,6 +120,13 @@ def test_two_nights_of_a_life_resume_and_report(tiny_model_dir, tmp_path, monkey
     told = r"lora_per_night='continue', replay=4; .* give lora_per_night='fresh', replay=1"
     with pytest.raises(PlanMismatchError, match=told):
         LongRun(fresh, plan, out)
+    # a run recorded before a night setting existed resumes when that setting is its default
+    stored = json.loads((out / "results.json").read_text())
+    del stored["night_plan"]["replay_recent"]
+    (out / "results.json").write_text(json.dumps(stored))
+    LongRun(settings, plan, out)
+    with pytest.raises(PlanMismatchError, match=r"replay_recent=0\.0; .* give replay_recent=0\.5"):
+        LongRun(dataclasses.replace(settings, sleep_replay_recent=0.5), plan, out)
 
     report = build_report(results)
     assert "## Nights" in report and "## After the last night" in report

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 
 import pytest
 
@@ -241,6 +243,52 @@ def test_second_night_starts_from_the_first_adapter_and_replays(
     manifest = registry.current().manifest
     assert manifest["init_version"] == 1 and len(manifest["replay_ids"]) == 1
     assert [v.version for v in registry.versions()] == [2]  # keep=1 pruned v1
+
+
+def test_replay_can_favour_the_newest_night_and_is_uniform_by_default(tmp_path, hash_embedder):
+    store = InMemoryDemonstrationStore(hash_embedder)
+    nights = {
+        version: [
+            Demonstration(query=f"Who leads lab {version}.{i}?", answer=f"Ana {i}.", tenant="t")
+            for i in range(6)
+        ]
+        for version in (1, 2, 3)
+    }
+    for version, night_demos in nights.items():
+        store.add(night_demos)
+        store.set_status(
+            [d.id for d in night_demos], DemoStatus.CONSOLIDATED, tenant="t",
+            adapter_version=version,
+        )  # fmt: skip
+    newest = {d.id for d in nights[3]}
+
+    def draw(recent: float, run_id: str) -> list[str]:
+        job = SleepJob(
+            store=store, registry=AdapterRegistry(tmp_path / "a"), model_dir=tmp_path,
+            tenant="t", replay=4, replay_recent=recent,
+        )  # fmt: skip
+        return job._replay_sample(run_id)
+
+    runs = [f"run-{i}" for i in range(40)]
+    uniform = [draw(0.0, r) for r in runs]
+    favoured = [draw(0.5, r) for r in runs]
+    assert all(len(ids) == len(set(ids)) == 4 for ids in uniform + favoured)
+    # half the budget comes from the newest night, the rest from all of them
+    assert all(len(newest & set(ids)) >= 2 for ids in favoured)
+    assert sum(len(newest & set(ids)) for ids in uniform) < sum(
+        len(newest & set(ids)) for ids in favoured
+    )
+    # replay_recent 0 draws exactly what nights drew before the option existed
+    done = store.list(tenant="t", status=DemoStatus.CONSOLIDATED)
+    seed = int(hashlib.sha256(b"run-3").hexdigest()[:8], 16)
+    assert uniform[3] == [d.id for d in random.Random(seed).sample(done, 4)]
+    # the same run draws the same replay (a resumed night trains on what it claimed)
+    assert draw(0.5, "run-0") == favoured[0] and draw(0.0, "run-0") == uniform[0]
+    assert set(draw(1.0, "run-1")) == set(draw(1.0, "run-1")) <= newest
+    with pytest.raises(ValueError, match="replay_recent"):
+        draw(1.5, "run-0")
+    with pytest.raises(ConfigError, match="sleep_replay_recent"):
+        Settings(sleep_replay_recent=-0.1)
 
 
 def test_fresh_lora_nights_stack_up_to_the_served_rank_and_the_check_sees_the_folded_adapter(

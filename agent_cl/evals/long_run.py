@@ -44,6 +44,9 @@ RESULTS = "results.json"
 # the parts of each simulated day, in the order they run; each keeps a row per night in results.json
 STAGES = ("days", "nights", "mornings")
 TENANT = "long-run"
+_NIGHT_PLAN_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(NightPlan) if f.default is not dataclasses.MISSING
+}
 TEXT_K = 2  # demonstrations a text memory retrieves (the eval's and the agent's default)
 Say = Callable[[str], None]
 
@@ -88,6 +91,8 @@ class LongRun:
                 )
             # (a run from before the field was recorded takes today's settings as its own)
             recorded = data.setdefault("night_plan", self._night_plan())
+            # a field added since the run was recorded had its default then
+            recorded = {**_NIGHT_PLAN_DEFAULTS, **recorded}
             changed = sorted(k for k, v in self._night_plan().items() if recorded.get(k) != v)
             if changed:  # one life under one product: nights of two recipes measure neither
                 raise PlanMismatchError(

@@ -79,6 +79,7 @@ class Night:
             "torch_threads": self.settings.torch_threads,
             "checkpoint_every": self.plan.checkpoint_every,
             "replay": self.plan.replay,
+            "replay_recent": self.plan.replay_recent,
             "steps_per_demo": self.plan.night_steps_per_demo,
             "max_demonstrations": self.plan.max_demos,
             "max_attempts": self.plan.max_attempts,

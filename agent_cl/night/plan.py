@@ -30,6 +30,7 @@ class NightPlan:
     checkpoint_every: int
     seed: int
     lora_per_night: str = "continue"  # or "fresh": a new LoRA on the earlier nights frozen
+    replay_recent: float = 0.0  # share of the replay taken from the newest night's demonstrations
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NightPlan:
@@ -49,6 +50,7 @@ class NightPlan:
             checkpoint_every=settings.sleep_checkpoint_every,
             seed=settings.seed,
             lora_per_night=settings.sleep_lora_per_night,
+            replay_recent=settings.sleep_replay_recent,
         )
         plan.consolidation()
         plan.gate_config()

@@ -92,6 +92,9 @@ class SleepJob:
     torch_threads: int = 2
     checkpoint_every: int = 8
     replay: int = 0  # consolidated demonstrations mixed into each night's training
+    # The share of `replay` drawn first from what the newest version consolidated: the night
+    # just learned is the one the next night overwrites most (0: a uniform draw).
+    replay_recent: float = 0.0
     continue_from_current: bool = True  # adapter N+1 starts from adapter N
     # When set, the night trains this many steps per demonstration it claimed (replayed ones
     # included) instead of `config.steps`: the default recipe was measured at 8 (32 passes
@@ -110,6 +113,8 @@ class SleepJob:
             raise ValueError(f"max_demonstrations must be >= 1, got {self.max_demonstrations}")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if not 0.0 <= self.replay_recent <= 1.0:
+            raise ValueError(f"replay_recent must be in [0, 1], got {self.replay_recent}")
         self.model_dir = Path(self.model_dir)
         root = self.state_dir or self.registry.root / TenantPaths.SLEEP_DIR
         self.journal = Journal(Path(root))
@@ -208,8 +213,14 @@ class SleepJob:
         if not self.replay:
             return []
         done = self.store.list(tenant=self.tenant, status=DemoStatus.CONSOLIDATED)
-        seed = int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16)
-        return [d.id for d in random.Random(seed).sample(done, min(self.replay, len(done)))]
+        rng = random.Random(int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16))
+        newest = max((d.adapter_version or 0 for d in done), default=0)
+        latest = [d for d in done if (d.adapter_version or 0) == newest]
+        recent = rng.sample(latest, min(round(self.replay * self.replay_recent), len(latest)))
+        chosen = {d.id for d in recent}
+        rest = [d for d in done if d.id not in chosen]
+        # with replay_recent 0 nothing is drawn above, so the draw is the uniform one
+        return [d.id for d in recent + rng.sample(rest, min(self.replay - len(recent), len(rest)))]
 
     def _train(self, entry: JournalEntry, report: SleepReport) -> None:
         demos = self.store.get(entry.demonstration_ids, tenant=self.tenant)
