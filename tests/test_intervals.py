@@ -61,6 +61,8 @@ def test_the_report_bolds_only_what_the_interval_supports():
             _unit("text", 0, "1" * 15 + "0", "1" * 20 + "0" * 12),
             _unit("text", 1, "1" * 12 + "0000", "1" * 24 + "0" * 8),
             _unit("text-gated", 0, None, "1" * 32),  # from before per-question answers
+            _unit("sft", 0, "1" * 13 + "000", "1" * 8 + "0" * 24),
+            _unit("sft", 1, "1" * 14 + "00", "1" * 10 + "0" * 22),
         ]
     )
     text = "\n".join(comparisons_section(units))
@@ -73,3 +75,8 @@ def test_the_report_bolds_only_what_the_interval_supports():
     gated = next(line for line in text.splitlines() if "default − text-gated" in line)
     assert gated.split("|")[3].strip() == "–"  # no per-question answers: no accuracy interval
     assert "1 one-night units were measured before" in text
+    # SFT learns as much but forgets: the anchor's retention gain is clear, accuracy a tie
+    assert "| facts | sft | 2 × 16 |" in text
+    versus_sft = next(line for line in text.splitlines() if "| default − sft |" in line)
+    acc_in, _, retention = versus_sft.split("|")[3:6]
+    assert "**" not in acc_in and retention.strip().startswith("**+70.3")

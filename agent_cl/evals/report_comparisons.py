@@ -26,8 +26,9 @@ COMPARISONS = (
     ("default", "text-gated"),  # weights against the agent's own retrieval
     ("default", "text"),  # weights against plain top-k text memory
     ("text-gated", "text"),  # what the agent's cut costs and saves
+    ("default", "sft"),  # what the anchor buys over plain SFT on the same night
 )
-CELL_METHODS = ("none", "text-gated", "text", "default", "default+text")
+CELL_METHODS = ("none", "text-gated", "text", "sft", "sdft", "default", "default+text")
 
 
 def hits_by_seed(units: Units) -> dict[tuple[str, str], dict[int, dict[str, list[bool]]]]:
