@@ -44,6 +44,10 @@ MaxDemosOption = Annotated[
 ReplayOption = Annotated[
     int | None, typer.Option(help="consolidated demonstrations replayed per night")
 ]
+ReplayRecentOption = Annotated[
+    float | None,
+    typer.Option(help="share of the replay drawn from the newest night's demonstrations (0-1)"),
+]
 LoraPerNightOption = Annotated[
     str | None,
     typer.Option(
@@ -134,6 +138,7 @@ NIGHT_OPTIONS: dict[str, tuple[object, str]] = {
     "gate": (GateOption, "gate_enabled"),
     "max_retention_drop": (DropOption, "gate_max_retention_drop"),
     "replay": (ReplayOption, "sleep_replay"),
+    "replay_recent": (ReplayRecentOption, "sleep_replay_recent"),
     "max_demos": (MaxDemosOption, "sleep_max_demos"),
     "max_attempts": (MaxAttemptsOption, "sleep_max_attempts"),
     "lora_per_night": (LoraPerNightOption, "sleep_lora_per_night"),
