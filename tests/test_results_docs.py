@@ -32,29 +32,33 @@ def _table_rows(markdown: str, header_start: str) -> list[list[str]]:
     return rows
 
 
-def test_the_eval_readme_table_is_recomputed_from_results_json():
+def test_the_eval_readme_tables_are_recomputed_from_results_json():
+    from agent_cl.evals.intervals import cell
+    from agent_cl.evals.report_comparisons import hits_by_seed
+
     units = json.loads((RESULTS / "eval" / "results.json").read_text())["units"]
     readme = (RESULTS / "eval" / "README.md").read_text()
-    rows = _table_rows(readme, "| skill (in split) |")
-    assert [r[0] for r in rows] == ["facts", "json", "tools"]
-    for suite, teacher, text, gated, default, retention, sft, sdft in rows:
-        unit = {m: units[f"one-night/{suite}/s0/{m}"] for m in ("text", "text-gated", "default")}
-        assert _numbers(teacher) == [
-            pytest.approx(units[f"teacher/{suite}/s0"]["teacher_in"], abs=5e-4)
-        ]
-        assert _numbers(text) == [pytest.approx(unit["text"]["acc_in"], abs=5e-4)]
-        assert _numbers(gated) == [pytest.approx(unit["text-gated"]["acc_in"], abs=5e-4)]
-        assert _numbers(default) == [pytest.approx(unit["default"]["acc_in"], abs=5e-4)]
-        assert _numbers(retention) == [
-            pytest.approx(unit["text"]["retention"], abs=5e-4),
-            pytest.approx(unit["default"]["retention"], abs=5e-4),
-        ]
-        for cell, method in ((sft, "sft"), (sdft, "sdft")):
-            measured = units[f"one-night/{suite}/s0/{method}"]
-            assert _numbers(cell) == [
-                pytest.approx(measured["acc_in"], abs=5e-4),
-                pytest.approx(measured["retention"], abs=5e-4),
-            ]
+    table = hits_by_seed(units)
+    methods = ("none", "text-gated", "text", "default", "default+text", "sft")
+
+    def cells(suite: str, key: str) -> list[str]:
+        return [cell([h[key] for h in table[(suite, m)].values()]).fraction() for m in methods]
+
+    def size(suite: str, key: str) -> str:
+        by_seed = table[(suite, "default")]
+        return f"{len(by_seed)} × {min(len(h[key]) for h in by_seed.values())}"
+
+    accuracy = _table_rows(readme, "| suite | seeds × questions | in-context teacher |")
+    assert [r[0] for r in accuracy] == ["facts", "json", "tools"]
+    for suite, n, teacher, *rest in accuracy:
+        taught = [u["teacher_in"] for k, u in units.items() if k.startswith(f"teacher/{suite}/")]
+        assert n == size(suite, "hits_in") and n.startswith("3 × ")
+        assert float(teacher) == pytest.approx(sum(taught) / len(taught), abs=5e-4)
+        assert rest == cells(suite, "hits_in")
+    retention = _table_rows(readme, "| suite | seeds × prompts |")
+    assert [r[0] for r in retention] == ["facts", "json", "tools"]
+    for suite, n, *rest in retention:
+        assert n == size(suite, "retention_hits") and rest == cells(suite, "retention_hits")
 
 
 def test_the_readme_quotes_the_night_kinds_run_as_measured():
@@ -274,23 +278,40 @@ def test_the_eval_readme_quotes_the_paired_intervals_as_computed():
     readme = " ".join((RESULTS / "eval" / "README.md").read_text().split())
     table = hits_by_seed(units)
     number = r"([+-]\d+\.\d)"
-    for against in ("text", "text-gated"):
-        quote = re.search(
-            rf"default − {against} " + rf"{number} \[{number}, {number}\] \((facts)\),? "
-            rf"{number} \[{number}, {number}\] \((json)\),? "
-            rf"(?:and )?{number} \[{number}, {number}\] \((tools)\)",
-            readme,
-        )
-        assert quote, f"the README no longer quotes default − {against} with its interval"
-        groups = quote.groups()
-        for i in range(0, len(groups), 4):
-            *figures, suite = groups[i : i + 4]
-            interval = comparison(table, suite, "default", against, "retention_hits")
-            assert [float(x) for x in figures] == [
+    one = rf"{number} \[{number}, {number}\]"
+    quotes = re.findall(
+        rf"(Accuracy|Retention): (\S+) − (\S+) {one} \(facts\), {one} \(json\),? "
+        rf"(?:and )?{one} \(tools\)",
+        readme,
+    )
+    quoted = {(measure, a, b) for measure, a, b, *_ in quotes}
+    assert quoted >= {
+        ("Accuracy", "default", "none"),
+        ("Accuracy", "default", "text-gated"),
+        ("Accuracy", "default", "text"),
+        ("Retention", "default", "text-gated"),
+        ("Retention", "default", "text"),
+        ("Retention", "default", "sft"),
+    }, "the README no longer quotes the comparisons it rests on"
+    keys = {"Accuracy": "hits_in", "Retention": "retention_hits"}
+    for measure, a, b, *figures in quotes:
+        for i, suite in enumerate(("facts", "json", "tools")):
+            interval = comparison(table, suite, a, b, keys[measure])
+            assert [float(x) for x in figures[3 * i : 3 * i + 3]] == [
                 round(interval.mean * 100, 1),
                 round(interval.low * 100, 1),
                 round(interval.high * 100, 1),
-            ], (against, suite)
+            ], (measure, a, b, suite)
+    # the top README's one-line summary quotes the facts retention cost against the cut
+    cost = comparison(table, "facts", "default", "text-gated", "retention_hits")
+    assert f"that the cut does not ({cost.points(sign=True)})" in " ".join(
+        (ROOT / "README.md").read_text().split()
+    )
+    two_facts = re.search(rf"facts out of distribution: default − sft {one}", readme)
+    interval = comparison(table, "facts", "default", "sft", "hits_out")
+    assert [float(x) for x in two_facts.groups()] == [
+        round(v * 100, 1) for v in (interval.mean, interval.low, interval.high)
+    ]
 
 
 def test_the_gate_threshold_is_quoted_as_its_runs_give_it():
