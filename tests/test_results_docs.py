@@ -229,11 +229,12 @@ def test_the_quick_run_on_the_defaults_is_quoted_as_it_ran():
     ]
 
 
-def test_the_replay_budget_comparison_is_quoted_as_its_runs_give_it():
+def _replay_comparison_is_quoted(section: str, header: str, runs: list[dict]) -> None:
+    """A long-run README section comparing two runs night by night (replayed, steps, gate,
+    robust retention), then each night's skills after the last night ("nights 1-4 scored A
+    (label: B)", the second run first)."""
     readme = (RESULTS / "long_run" / "README.md").read_text()
-    runs = [_long_run("quick_defaults"), _long_run("quick_replay8")]
-    assert [r["night_plan"]["replay"] for r in runs] == [4, 8]
-    rows = _table_rows(readme, "| night | replay 4 (default): replayed, steps, gate, robust |")
+    rows = _table_rows(readme, header)
     assert [r[0] for r in rows] == sorted(runs[0]["nights"], key=int)
     for key, *cells in rows:
         for run, cell in zip(runs, cells, strict=True):
@@ -245,12 +246,22 @@ def test_the_replay_budget_comparison_is_quoted_as_its_runs_give_it():
                 night["status"],
             ]
             assert float(robust) == round(night["gate"]["after"]["retention"], 3)
-    text = " ".join(readme[readme.index("## Replay 8 against replay 4") :].split())
-    kept = re.search(r"nights 1-4 scored ([\d. /]+) \(replay 4: ([\d. /]+)\)", text)
+    text = " ".join(readme[readme.index(section) :].split())
+    kept = re.search(r"nights 1-4 scored ([\d. /]+) \([^:]+: ([\d. /]+)\)", text)
     assert kept, "the skills after the last night are not quoted"
     for run, quoted in zip(reversed(runs), kept.groups(), strict=True):
         last = run["mornings"][max(run["mornings"], key=int)]["skills"]["by_night"]
         assert _numbers(quoted) == [round(last[k]["acc"], 2) for k in sorted(last, key=int)]
+
+
+def test_the_replay_budget_comparison_is_quoted_as_its_runs_give_it():
+    runs = [_long_run("quick_defaults"), _long_run("quick_replay8")]
+    assert [r["night_plan"]["replay"] for r in runs] == [4, 8]
+    _replay_comparison_is_quoted(
+        "## Replay 8 against replay 4",
+        "| night | replay 4 (default): replayed, steps, gate, robust |",
+        runs,
+    )
 
 
 def test_the_night_sizes_are_quoted_as_measured():
