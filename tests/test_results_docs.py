@@ -282,6 +282,17 @@ def test_the_night_sizes_are_quoted_as_measured():
         ]
 
 
+def test_the_eval_readme_sequential_table_is_the_reports():
+    from agent_cl.evals.report import _sequential_section
+
+    data = json.loads((RESULTS / "eval" / "results.json").read_text())
+    readme = (RESULTS / "eval" / "README.md").read_text()
+    header = "| method | night | trained on |"
+    quoted = [" | ".join(r) for r in _table_rows(readme, header)]
+    computed = _table_rows("\n".join(_sequential_section(data["units"], data["plan"])), header)
+    assert quoted and quoted == [" | ".join(r) for r in computed]
+
+
 def test_the_eval_readme_quotes_the_paired_intervals_as_computed():
     from agent_cl.evals.report_comparisons import comparison, hits_by_seed
 
