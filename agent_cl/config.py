@@ -182,9 +182,9 @@ class Settings:
     sleep_replay: int = field(
         default=4, metadata={"help": "consolidated demonstrations replayed per night"}
     )
-    # 0 (uniform over every consolidated demonstration) until the lever is measured: on the
-    # quick long run the newest night's facts faded most (0.86 the morning after, 0.43 a night
-    # later) while a uniform draw of 4 replayed about 1.5 of them.
+    # 0: uniform over every consolidated demonstration. Half from the newest night (0.5) was
+    # measured on the quick long run (docs/results/long_run/README.md): skills_kept_min 0.56
+    # against 0.43, but its night 3 was rejected and night 1's facts fell to 0.56; one seed.
     sleep_replay_recent: float = field(
         default=0.0,
         metadata={

@@ -264,6 +264,20 @@ def test_the_replay_budget_comparison_is_quoted_as_its_runs_give_it():
     )
 
 
+def test_the_newest_night_replay_comparison_is_quoted_as_its_runs_give_it():
+    runs = [_long_run("quick_defaults"), _long_run("quick_replay_recent")]
+    assert [r["night_plan"].get("replay_recent", 0.0) for r in runs] == [0.0, 0.5]
+    _replay_comparison_is_quoted(
+        "## Replay half from the newest night",
+        "| night | uniform (default): replayed, steps, gate, robust |",
+        runs,
+    )
+    summary = runs[1]["summary"]
+    readme = " ".join((RESULTS / "long_run" / "README.md").read_text().split())
+    assert f"took {summary['run_s'] / 60:.1f} minutes (`run_s`" in readme
+    assert f"`skills_kept_min` {summary['skills_kept_min']:.2f} against" in readme
+
+
 def test_the_night_sizes_are_quoted_as_measured():
     readme = (RESULTS / "long_run" / "README.md").read_text()
     rows = json.loads((RESULTS / "night_size.json").read_text())["rows"]
