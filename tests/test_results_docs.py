@@ -330,24 +330,28 @@ def test_the_eval_readme_quotes_the_paired_intervals_as_computed():
         ("Retention", "default", "sft"),
     }, "the README no longer quotes the comparisons it rests on"
     keys = {"Accuracy": "hits_in", "Retention": "retention_hits"}
+
+    def in_points(interval) -> list[float]:
+        return [round(v * 100, 1) for v in (interval.mean, interval.low, interval.high)]
+
     for measure, a, b, *figures in quotes:
         for i, suite in enumerate(("facts", "json", "tools")):
             interval = comparison(table, suite, a, b, keys[measure])
-            assert [float(x) for x in figures[3 * i : 3 * i + 3]] == [
-                round(interval.mean * 100, 1),
-                round(interval.low * 100, 1),
-                round(interval.high * 100, 1),
-            ], (measure, a, b, suite)
+            assert [float(x) for x in figures[3 * i : 3 * i + 3]] == in_points(interval), (
+                measure,
+                a,
+                b,
+                suite,
+            )
     # the top README's one-line summary quotes the facts retention cost against the cut
     cost = comparison(table, "facts", "default", "text-gated", "retention_hits")
     assert f"that the cut does not ({cost.points(sign=True)})" in " ".join(
         (ROOT / "README.md").read_text().split()
     )
     two_facts = re.search(rf"facts out of distribution: default − sft {one}", readme)
+    assert two_facts, "the README no longer quotes the two-fact questions against SFT"
     interval = comparison(table, "facts", "default", "sft", "hits_out")
-    assert [float(x) for x in two_facts.groups()] == [
-        round(v * 100, 1) for v in (interval.mean, interval.low, interval.high)
-    ]
+    assert [float(x) for x in two_facts.groups()] == in_points(interval)
 
 
 def test_the_gate_threshold_is_quoted_as_its_runs_give_it():
