@@ -55,6 +55,7 @@ def main() -> None:
         home=Path(tempfile.mkdtemp(prefix="agent-cl-nights-")),
         model_dir=model_dir,
         torch_threads=base.torch_threads,
+        sleep_max_demos=base.sleep_max_demos,  # a larger night needs the cap raised
     )
     store = ChromaDemonstrationStore.open(settings.store_dir)
     backend = LocalBackend(model_dir, torch_threads=settings.torch_threads)

@@ -1,0 +1,68 @@
+#!/bin/bash
+# Issue 19's lever comparison on one GPU machine: eight 8-night quick long runs side by side,
+# one lever each, plus one 128-demonstration night (the cap raised), all started at once.
+#
+# Why side by side: on 2 CPU cores one 8-night run takes about 45 minutes, so levers were
+# compared on 3-4 nights; here every arm trains and gates on the GPU (bf16, the product's
+# CUDA default) while its served model and day's agent run on 2 CPU threads of its own.
+# Every arm runs the same plan and curriculum (seed 0); `continue_seed1` changes only the
+# training seed, to show how far two runs of the same recipe land apart.
+#
+#   bash benchmarks/long_run_gpu_levers.sh SECONDS OUT_DIR
+#
+# Each arm stops after SECONDS (the long run keeps every finished night in its results.json);
+# OUT_DIR receives long_run_gpu_levers.tgz (each arm's results.json, report and log) and a
+# summary log. Needs the package importable (PYTHONPATH or an install) and a CUDA GPU.
+set -u
+limit=${1:?seconds each arm may run}
+out=${2:?folder for the results}
+work=${LEVERS_WORK:-/tmp/long_run_levers}
+mkdir -p "$work" "$out"
+export PYTHONUNBUFFERED=1 AGENT_CL_TORCH_THREADS=2 TOKENIZERS_PARALLELISM=false
+
+# One provisioned model, hard-linked into each arm's home (nine conversions would race for
+# the cores the arms need).
+AGENT_CL_HOME="$work/shared" python3 -c "
+from agent_cl.config import Settings
+from agent_cl.models.provision import provision_embedded_model
+print(provision_embedded_model(Settings.load().models_dir).path)" || exit 1
+
+arm() {  # arm NAME [VAR=VALUE ...]: one 8-night quick long run with those settings
+    local name=$1
+    shift
+    mkdir -p "$work/$name/home"
+    cp -al "$work/shared/models" "$work/$name/home/models"
+    (
+        env "$@" AGENT_CL_HOME="$work/$name/home" timeout -s TERM "$limit" python3 -c "
+import sys
+from agent_cl.cli import main
+sys.argv = ['agent-cl', 'eval', '--experiment', 'long-run', '--quick', '--nights', '8',
+            '--out', '$work/$name/out']
+main()" >"$work/$name.log" 2>&1
+        echo "$name rc=$? $(date +%T)" >>"$work/arms.log"
+    ) &
+}
+
+date +%T >"$work/arms.log"
+arm continue
+arm continue_seed1 AGENT_CL_SEED=1
+arm fresh16 AGENT_CL_SLEEP_LORA_PER_NIGHT=fresh
+arm fresh32 AGENT_CL_SLEEP_LORA_PER_NIGHT=fresh AGENT_CL_ADAPTER_MAX_RANK=32
+arm replay0 AGENT_CL_SLEEP_REPLAY=0
+arm replay8 AGENT_CL_SLEEP_REPLAY=8
+arm recent05 AGENT_CL_SLEEP_REPLAY_RECENT=0.5
+arm sft_kl AGENT_CL_SLEEP_METHOD=sft_kl
+(
+    AGENT_CL_HOME="$work/shared" AGENT_CL_SLEEP_MAX_DEMOS=128 timeout -s TERM "$limit" python3 benchmarks/night_size.py \
+        --sizes 128 --out "$work/night_size_128.json" >"$work/night128.log" 2>&1
+    echo "night128 rc=$? $(date +%T)" >>"$work/arms.log"
+) &
+(while sleep 60; do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader \
+    >>"$work/gpu.log"; done) &
+watcher=$!
+wait $(jobs -p | grep -v "^$watcher$")
+kill $watcher 2>/dev/null
+tar czf "$out/long_run_gpu_levers.tgz" -C "$work" --exclude='*/home' --exclude='*/adapters' \
+    --exclude='shared' .
+cat "$work/arms.log"
+for log in "$work"/*.log; do echo "== $log"; tail -n 3 "$log"; done
