@@ -17,6 +17,7 @@ from typing import Any
 # How a night treats the published adapter: train it on, or freeze it under a new LoRA and fold
 # the two (consolidation.stacking). ConsolidationConfig checks the same names.
 LORA_PER_NIGHT = ("continue", "fresh")
+SLEEP_DTYPES = ("auto", "float32", "bfloat16")
 
 ENV_PREFIX = "AGENT_CL_"
 DEFAULT_HOME = Path.home() / ".cache" / "agent-cl"
@@ -201,6 +202,17 @@ class Settings:
             "LoRA per night on the earlier nights frozen, folded into one served adapter"
         },
     )
+    # "auto" (bf16 on CUDA, fp32 on CPU) until fp32 on CUDA is measured: on an H200 the quick
+    # long run's first night, trained and gated in bf16, lost 3-10 of 128 robust items (0.922-
+    # 0.977, run to run; its gate rejected 19 of 37 nights) where fp32 on 2 CPU cores loses 1,
+    # the same every run (docs/results/long_run/README.md, gpu_levers/).
+    sleep_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "precision a night trains and gates in: auto (bf16 on CUDA, fp32 on CPU), "
+            "float32 or bfloat16"
+        },
+    )
     sleep_max_attempts: int = field(
         default=2,
         metadata={
@@ -259,6 +271,10 @@ class Settings:
             raise ConfigError(
                 f"sleep_lora_per_night must be one of {', '.join(LORA_PER_NIGHT)}, "
                 f"got {self.sleep_lora_per_night!r}"
+            )
+        if self.sleep_dtype not in SLEEP_DTYPES:
+            raise ConfigError(
+                f"sleep_dtype must be one of {', '.join(SLEEP_DTYPES)}, got {self.sleep_dtype!r}"
             )
         _at_least("sleep_max_demos", self.sleep_max_demos, 1)
         _at_least("daemon_min_pending", self.daemon_min_pending, 1)

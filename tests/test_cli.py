@@ -48,6 +48,9 @@ def test_bad_options_fail_before_any_work(tmp_path):
     result = runner.invoke(app, ["sleep", "--max-demos", "0", "--home", str(tmp_path)])
     assert result.exit_code == 2
     assert result.output == "error: sleep_max_demos must be >= 1, got 0\n"  # one line
+    result = runner.invoke(app, ["sleep", "--dtype", "fp8", "--home", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output == "error: sleep_dtype must be one of auto, float32, bfloat16, got 'fp8'\n"
 
 
 def test_sleep_without_model_says_run_init(tmp_path):

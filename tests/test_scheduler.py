@@ -112,6 +112,12 @@ def test_night_builds_each_tenants_job_from_settings(hash_embedder, tiny_model_d
     assert fresh.job("alpha").config.lora_per_night == "fresh"
     with pytest.raises(ConfigError, match="sleep_lora_per_night"):
         Settings(sleep_lora_per_night="reset")
+    # the night's precision reaches the trainer (and the gate's reloaded candidate)
+    assert job.config.dtype == "auto"
+    fp32 = Night(dataclasses.replace(settings, sleep_dtype="float32"), night.store)
+    assert fp32.job("alpha").config.dtype == "float32"
+    with pytest.raises(ConfigError, match="sleep_dtype must be one of auto, float32, bfloat16"):
+        Settings(sleep_dtype="float16")
     with pytest.raises(ValueError, match="method"):
         NightPlan.from_settings(Settings(sleep_method="nope"))
     # one owner per rule: what Settings accepts, the night accepts (and the reverse)

@@ -48,6 +48,14 @@ ReplayRecentOption = Annotated[
     float | None,
     typer.Option(help="share of the replay drawn from the newest night's demonstrations (0-1)"),
 ]
+DtypeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dtype",
+        help="precision a night trains and gates in: auto (bf16 on CUDA, fp32 on CPU), "
+        "float32 or bfloat16",
+    ),
+]
 LoraPerNightOption = Annotated[
     str | None,
     typer.Option(
@@ -143,6 +151,7 @@ NIGHT_OPTIONS: dict[str, tuple[object, str]] = {
     "max_attempts": (MaxAttemptsOption, "sleep_max_attempts"),
     "lora_per_night": (LoraPerNightOption, "sleep_lora_per_night"),
     "checkpoint_every": (CheckpointOption, "sleep_checkpoint_every"),
+    "dtype": (DtypeOption, "sleep_dtype"),
     "server": (ServerOption, "servers"),
 }
 

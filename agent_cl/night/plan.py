@@ -31,6 +31,7 @@ class NightPlan:
     seed: int
     lora_per_night: str = "continue"  # or "fresh": a new LoRA on the earlier nights frozen
     replay_recent: float = 0.0  # share of the replay taken from the newest night's demonstrations
+    dtype: str = "auto"  # training and gate precision ("auto": bf16 on CUDA, fp32 on CPU)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NightPlan:
@@ -51,6 +52,7 @@ class NightPlan:
             seed=settings.seed,
             lora_per_night=settings.sleep_lora_per_night,
             replay_recent=settings.sleep_replay_recent,
+            dtype=settings.sleep_dtype,
         )
         plan.consolidation()
         plan.gate_config()
@@ -59,7 +61,11 @@ class NightPlan:
     def consolidation(self) -> ConsolidationConfig:
         steps = {} if self.steps is None else {"steps": self.steps}
         return ConsolidationConfig(
-            method=self.method, seed=self.seed, lora_per_night=self.lora_per_night, **steps
+            method=self.method,
+            seed=self.seed,
+            lora_per_night=self.lora_per_night,
+            dtype=self.dtype,
+            **steps,
         )
 
     def gate_config(self) -> GateConfig | None:
