@@ -203,9 +203,9 @@ class Settings:
         },
     )
     # "auto" (bf16 on CUDA, fp32 on CPU) until fp32 on CUDA is measured: on an H200 the quick
-    # long run's first night, trained and gated in bf16, lost 3-10 of 128 robust items (0.922-
-    # 0.977, run to run; its gate rejected 19 of 37 nights) where fp32 on 2 CPU cores loses 1,
-    # the same every run (docs/results/long_run/README.md, gpu_levers/).
+    # long run's first night, trained and gated in bf16, lost 3-9 of 128 robust items in six
+    # runs of the same night (the gate published 18 of 37 nights) where fp32 on 2 CPU cores
+    # loses 1 in every run (docs/results/long_run/README.md, gpu_levers/).
     sleep_dtype: str = field(
         default="auto",
         metadata={

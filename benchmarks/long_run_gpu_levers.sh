@@ -13,12 +13,15 @@
 # Each arm stops after SECONDS (the long run keeps every finished night in its results.json);
 # OUT_DIR receives long_run_gpu_levers.tgz (each arm's results.json, report and log) and a
 # summary log. Needs the package importable (PYTHONPATH or an install) and a CUDA GPU.
+# LEVERS_DTYPE (default auto: bf16 on CUDA) sets every arm's sleep_dtype; the committed run
+# (docs/results/long_run/gpu_levers/) used auto.
 set -u
 limit=${1:?seconds each arm may run}
 out=${2:?folder for the results}
 work=${LEVERS_WORK:-/tmp/long_run_levers}
 mkdir -p "$work" "$out"
 export PYTHONUNBUFFERED=1 AGENT_CL_TORCH_THREADS=2 TOKENIZERS_PARALLELISM=false
+export AGENT_CL_SLEEP_DTYPE=${LEVERS_DTYPE:-auto}
 
 # One provisioned model, hard-linked into each arm's home (nine conversions would race for
 # the cores the arms need).

@@ -436,3 +436,53 @@ def test_the_exchange_anchor_comparison_is_quoted_as_its_runs_give_it():
         failures(b, "capitals"),
         failures(a, "capitals"),
     ]
+
+
+def test_the_gpu_lever_table_is_recomputed_from_its_runs():
+    levers = _benchmark("long_run_levers")
+    saved = json.loads((RESULTS / "long_run" / "gpu_levers" / "levers.json").read_text())
+    readme = (RESULTS / "long_run" / "README.md").read_text()
+    rows = _table_rows(readme, "| run | lever | published | robust drop vs base after each")
+    assert [r[0] for r in rows] == list(saved)
+    runs = {name: _long_run(f"gpu_levers/{name}") for name in saved}
+    for row in rows:
+        measured = levers.lever_row(runs[row[0]])
+        assert measured == saved[row[0]]
+        published, drops, night1, kept, facts = row[2:]
+        assert published == f"{measured['published']}/{len(measured['statuses'])}"
+        assert _numbers(drops) == measured["robust_drop_vs_base_pts"]
+        assert _numbers(night1) == [round(x, 2) for x in measured["night1_skills_by_morning"]]
+        assert _numbers(kept) == [round(measured["skills_kept_min"], 2)]
+        assert _numbers(facts) == [round(measured["facts_after_last"], 2)]
+    # the levers each run says it ran (adapter_max_rank is not in night_plan)
+    plans = {name: run["night_plan"] for name, run in runs.items()}
+    assert plans["fresh16"]["lora_per_night"] == plans["fresh32"]["lora_per_night"] == "fresh"
+    assert (plans["replay0"]["replay"], plans["replay8"]["replay"]) == (0, 8)
+    assert plans["recent05"]["replay_recent"] == 0.5 and plans["sft_kl"]["method"] == "sft_kl"
+    assert (plans["continue"]["seed"], plans["continue_seed1"]["seed"]) == (0, 1)
+    # night 1 is one computation in six runs: the spread quoted is the GPU's alone
+    same = ("continue", "fresh16", "fresh32", "replay0", "replay8", "recent05")
+    first = [runs[name]["nights"]["1"] for name in same]
+    assert {n["demonstrations"] for n in first} == {5} and {n["replayed"] for n in first} == {0}
+    quoted = " ".join(readme.split())
+    after = ", ".join(f"{n['gate']['after']['retention']:.3f}" for n in first)
+    assert f"the gate measured {after} for those six" in quoted
+    lost = sorted(_items_lost(n) for n in first)
+    assert f"({lost[0]}-{lost[-1]} items lost" in quoted
+    assert sum(n["status"] == "rejected" for n in first) == 4  # "rejected four of them"
+    nights = [n for run in runs.values() for n in run["nights"].values()]
+    published = sum(n["status"] == "published" for n in nights)
+    assert f"published {published} of {len(nights)} nights" in quoted
+    cpu_first = {
+        _long_run(name)["nights"]["1"]["gate"]["after"]["retention"]
+        for name in (
+            "quick_defaults",
+            "quick_near",
+            "quick_replay4",
+            "quick_replay8",
+            "quick_replay_recent",
+            "fresh_vs_continue/continue",
+            "fresh_vs_continue/fresh",
+        )
+    }
+    assert cpu_first == {1 - 1 / 128}  # "0.992 (1 item lost) ... in all seven CPU runs"
