@@ -486,3 +486,6 @@ def test_the_gpu_lever_table_is_recomputed_from_its_runs():
         )
     }
     assert cpu_first == {1 - 1 / 128}  # "0.992 (1 item lost) ... in all seven CPU runs"
+    main = " ".join((ROOT / "README.md").read_text().split())
+    assert f"lose {lost[0]}-{lost[-1]} robust items of 128" in main
+    assert f"gate published {published} of {len(nights)} nights" in main
