@@ -5,6 +5,7 @@ import json
 import random
 
 import pytest
+import torch
 
 from agent_cl.adapters.registry import AdapterRegistry
 from agent_cl.adapters.rules import AdapterRules
@@ -63,6 +64,9 @@ def test_sleep_publishes_swaps_and_marks(tiny_model_dir, tmp_path, hash_embedder
     assert len(store.pending("other")) == 2  # other tenants untouched
     [saved] = (tmp_path / "reports").iterdir()
     assert json.loads(saved.read_text())["adapter_version"] == 1
+    # where the night trained is in its report: machines differ in what a night forgets
+    expected = ("cuda", "bfloat16") if torch.cuda.is_available() else ("cpu", "float32")
+    assert (report.train["device"], report.train["dtype"]) == expected
 
 
 def test_nothing_pending_is_not_an_error(tiny_model_dir, tmp_path, hash_embedder):

@@ -40,3 +40,7 @@ class TrainResult:
     augmented: int = 0  # teacher-written demonstrations added to the given ones
     # A stacked night (lora_per_night="fresh"): ranks and how they became one adapter.
     fold: dict[str, Any] | None = None
+    # Where it trained: a night's forgetting depends on it (bf16 on a GPU lost 3-9 robust items
+    # of 128 where fp32 on CPU lost 1), so reports from two machines must say which was which.
+    device: str = ""
+    dtype: str = ""

@@ -77,8 +77,8 @@ class ConsolidationTrainer(ObjectiveTerms):
         set_torch_threads(torch_threads)
         torch.manual_seed(self.config.seed)
         self.tokenizer = load_tokenizer(Path(model_dir))
-        self.device, dtype = resolve_device(self.config.device, self.config.dtype)
-        base = load_causal_lm(Path(model_dir), dtype=dtype).to(self.device)
+        self.device, self.dtype = resolve_device(self.config.device, self.config.dtype)
+        base = load_causal_lm(Path(model_dir), dtype=self.dtype).to(self.device)
         for param in base.parameters():
             param.requires_grad_(False)
         lora = LoraConfig(
@@ -107,7 +107,7 @@ class ConsolidationTrainer(ObjectiveTerms):
         self._base_key = (
             str(Path(model_dir).resolve()),
             str(self.device),
-            dtype,
+            self.dtype,
             tuple(self.anchor_prompts),
             self.config.anchor_max_new_tokens,
         )
@@ -281,6 +281,8 @@ class ConsolidationTrainer(ObjectiveTerms):
             resumed_from_step=run.first_step - 1,
             augmented=len(self.augmented),
             fold=self.fold,
+            device=self.device.type,
+            dtype=self.dtype,
         )
 
     def candidate(self) -> CandidateModel:

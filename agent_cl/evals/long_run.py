@@ -188,6 +188,7 @@ class LongRun:
             "seconds": seconds,
             "train_seconds": report.train.get("seconds"),
             "fold": report.train.get("fold"),
+            "trained_on": [report.train.get("device"), report.train.get("dtype")],
             "version": report.adapter_version,
             "gate": {k: gate.get(k) for k in ("passed", "reason", "before", "after", "base")},
             "error": report.error,

@@ -261,6 +261,8 @@ class SleepJob:
             "peak_rss_mb": result.peak_rss_mb,
             "final_loss": result.final_loss,
             "fold": result.fold,
+            "device": result.device,
+            "dtype": result.dtype,
             "history": [asdict(r) for r in result.history],
         }
         entry.gate["train"] = {k: v for k, v in report.train.items() if k != "history"}
