@@ -39,7 +39,7 @@ def test_the_eval_readme_tables_are_recomputed_from_results_json():
     units = json.loads((RESULTS / "eval" / "results.json").read_text())["units"]
     readme = (RESULTS / "eval" / "README.md").read_text()
     table = hits_by_seed(units)
-    methods = ("none", "text-gated", "text", "default", "default+text", "sft")
+    methods = ("none", "text-gated", "text", "default", "default+text", "sft", "sdft")
 
     def cells(suite: str, key: str) -> list[str]:
         return [cell([h[key] for h in table[(suite, m)].values()]).fraction() for m in methods]
@@ -328,6 +328,8 @@ def test_the_eval_readme_quotes_the_paired_intervals_as_computed():
         ("Retention", "default", "text-gated"),
         ("Retention", "default", "text"),
         ("Retention", "default", "sft"),
+        ("Accuracy", "default", "sdft"),
+        ("Retention", "default", "sdft"),
     }, "the README no longer quotes the comparisons it rests on"
     keys = {"Accuracy": "hits_in", "Retention": "retention_hits"}
 
@@ -348,6 +350,22 @@ def test_the_eval_readme_quotes_the_paired_intervals_as_computed():
     assert f"that the cut does not ({cost.points(sign=True)})" in " ".join(
         (ROOT / "README.md").read_text().split()
     )
+    # SDFT against plain SFT, retention, in the order facts, json, tools
+    gained = [
+        comparison(table, x, "sdft", "sft", "retention_hits") for x in ("facts", "json", "tools")
+    ]
+    assert (
+        "sdft − sft "
+        + ", ".join(f"{i.mean * 100:+.1f}" for i in gained[:2])
+        + (f" and {gained[2].mean * 100:+.1f} points of retention")
+        in readme
+    )
+    kl = [
+        u["kl_from_base"]
+        for k, u in units.items()
+        if k.startswith("one-night/") and k.endswith("/sdft")
+    ]
+    assert f"KL from base {min(kl):.3f}-{max(kl):.3f}" in readme
     two_facts = re.search(rf"facts out of distribution: default − sft {one}", readme)
     assert two_facts, "the README no longer quotes the two-fact questions against SFT"
     interval = comparison(table, "facts", "default", "sft", "hits_out")

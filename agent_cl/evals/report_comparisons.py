@@ -27,6 +27,7 @@ COMPARISONS = (
     ("default", "text"),  # weights against plain top-k text memory
     ("text-gated", "text"),  # what the agent's cut costs and saves
     ("default", "sft"),  # what the anchor buys over plain SFT on the same night
+    ("default", "sdft"),  # the default recipe against the paper's objective at this size
 )
 CELL_METHODS = ("none", "text-gated", "text", "sft", "sdft", "default", "default+text")
 
