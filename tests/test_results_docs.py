@@ -307,6 +307,19 @@ def test_the_eval_readme_sequential_table_is_the_reports():
     assert quoted and quoted == [" | ".join(r) for r in computed]
 
 
+def test_the_eval_readme_scaling_table_is_the_reports():
+    from agent_cl.evals.report import _scaling_section
+
+    data = json.loads((RESULTS / "eval" / "results.json").read_text())
+    readme = (RESULTS / "eval" / "README.md").read_text()
+    header = "| demonstrations | n | weights acc in |"
+    quoted = _table_rows(readme, header)
+    computed = _table_rows("\n".join(_scaling_section(data["units"], data["plan"])), header)
+    assert quoted and quoted == computed
+    assert [row[1] for row in quoted] == ["3", "3", "3"]  # three seeds at every size
+    assert (RESULTS / "eval" / "scaling.png").is_file()
+
+
 def test_the_eval_readme_quotes_the_paired_intervals_as_computed():
     from agent_cl.evals.report_comparisons import comparison, hits_by_seed
 
