@@ -267,15 +267,8 @@ class Settings:
         for name in ("sleep_replay", "sleep_checkpoint_every"):
             _at_least(name, getattr(self, name), 0)
         _at_least("sleep_steps", self.sleep_steps, 1)
-        if self.sleep_lora_per_night not in LORA_PER_NIGHT:
-            raise ConfigError(
-                f"sleep_lora_per_night must be one of {', '.join(LORA_PER_NIGHT)}, "
-                f"got {self.sleep_lora_per_night!r}"
-            )
-        if self.sleep_dtype not in SLEEP_DTYPES:
-            raise ConfigError(
-                f"sleep_dtype must be one of {', '.join(SLEEP_DTYPES)}, got {self.sleep_dtype!r}"
-            )
+        _one_of("sleep_lora_per_night", self.sleep_lora_per_night, LORA_PER_NIGHT)
+        _one_of("sleep_dtype", self.sleep_dtype, SLEEP_DTYPES)
         _at_least("sleep_max_demos", self.sleep_max_demos, 1)
         _at_least("daemon_min_pending", self.daemon_min_pending, 1)
         for name in ("store_port", "serve_port"):
@@ -396,6 +389,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _at_least(name: str, value: int | None, low: int) -> None:
     if value is not None and value < low:
         raise ConfigError(f"{name} must be >= {low}, got {value}")
+
+
+def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def _check_type(name: str, value: Any, annotation: Any, source: Path) -> None:
