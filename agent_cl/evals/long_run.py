@@ -158,15 +158,18 @@ class LongRun:
         self.say(f"day {night}: {len(tasks)} tasks through the agent")
         world = self.world
         done: dict[str, dict[str, int]] = {}
+        taught: list[str] = []  # the skills that reached the night (a recurring fact re-teaches)
         for task in tasks:
             logged, by_served = world.work(self.curriculum, task)
             row = done.setdefault(f"{task.kind}/{task.mode}", {"asked": 0, "logged": 0})
             row["asked"] += 1
             row["logged"] += int(logged)
             row["served_solved"] = row.get("served_solved", 0) + int(by_served)
+            if logged and task.mode != "recur":
+                taught.append(task.key)
         pending = world.store.count(tenant=TENANT, status=DemoStatus.PENDING)
         self.say(f"day {night}: {pending} demonstrations pending")
-        return {"tasks": done, "pending_after_day": pending}
+        return {"tasks": done, "taught": taught, "pending_after_day": pending}
 
     def night(self, night: int) -> dict[str, Any]:
         world = self.world
@@ -199,12 +202,23 @@ class LongRun:
         """Every night's held-out questions on the served model; retention and KL against the
         base as the gate measured the served candidate; text memory every few mornings."""
         world = self.world
-        asked = [q for n in range(1, night + 1) for q in self.curriculum.questions(n)]
-        answers = world.answers([q.conversation for q in asked])
-        hits = [q.is_correct(a) for q, a in zip(asked, answers, strict=True)]
+        # A night's skills are what its day taught it; the tasks the agent failed by day (lost,
+        # as in an app) are scored apart, so that a night is not marked down for them.
+        every: list[Question] = []
+        is_taught: list[bool] = []
+        for n in range(1, night + 1):
+            taught = self.results["days"][str(n)].get("taught")  # None: recorded before it was
+            for task in self.curriculum.days[n]:
+                questions = self.curriculum.held_out(task)
+                every += questions
+                is_taught += [taught is None or task.key in taught] * len(questions)
+        answers = world.answers([q.conversation for q in every])
+        hits = [q.is_correct(a) for q, a in zip(every, answers, strict=True)]
+        asked = [q for q, t in zip(every, is_taught, strict=True) if t]
         record: dict[str, Any] = {
             "served_version": world.backend.adapter_version,
-            "skills": skill_scores(asked, hits),
+            "skills": skill_scores(asked, [h for h, t in zip(hits, is_taught, strict=True) if t]),
+            "skills_all_tasks": skill_scores(every, hits),
             **self._served_scores(night),
         }
         if night % self.plan.memory_every == 0 or night == self.plan.nights:
@@ -427,9 +441,10 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         return {}
     last_key = max(mornings, key=int)
     last = mornings[last_key]
-    kept = [
-        v["acc"] for v in last["skills"]["by_night"].values() if v["acc"] is not None and v["n"]
-    ]
+    kept = _night_accuracies(last["skills"])
+    # the same over every task asked, the ones lost by day included (runs from before the
+    # split scored only these)
+    kept_all = _night_accuracies(last.get("skills_all_tasks") or last["skills"])
     # the morning after each night, on that night's own skills
     fresh = [
         m["skills"]["by_night"].get(n, {}).get("acc")
@@ -450,6 +465,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         "rejected": sum(n["status"] == "rejected" for n in nights.values()),
         "skills_kept_min": min(kept) if kept else None,
         "skills_kept_mean": statistics.mean(kept) if kept else None,
+        "all_tasks_kept_min": min(kept_all) if kept_all else None,
         "fresh_min": min(fresh) if fresh else None,
         "robust_drop_vs_base": drop,
         "kl_from_base": last.get("kl_from_base"),
@@ -459,6 +475,10 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         "run_s": _total_seconds(results),
         "demonstrations": sum(n["demonstrations"] for n in nights.values()),
     }
+
+
+def _night_accuracies(scores: dict[str, Any]) -> list[float]:
+    return [v["acc"] for v in scores["by_night"].values() if v["acc"] is not None and v["n"]]
 
 
 def _total_seconds(results: dict[str, Any]) -> float | None:

@@ -114,6 +114,11 @@ class Task:
     mode: str  # "new", "recur" (an earlier fact, no note), "correct" (no note, then feedback)
     index: int  # into the kind's pool
 
+    @property
+    def key(self) -> str:
+        """Names the skill (a recurring fact shares its first day's key)."""
+        return f"{self.kind}:{self.index}"
+
 
 @dataclass(frozen=True)
 class Question:

@@ -85,16 +85,23 @@ def _kl(value: Any) -> str:
 
 def _last_morning(last: dict[str, Any]) -> list[str]:
     skills = last["skills"]
+    every = (last.get("skills_all_tasks") or skills)["by_night"]
     lines = [
         "",
         "## After the last night",
         "",
-        "| skills of night | held-out acc | n |",
-        "|---|---|---|",
+        "Skills are those the day logged a demonstration for; the last two columns count every "
+        "task asked, the ones the agent failed by day (lost, as in an app) included.",
+        "",
+        "| skills of night | held-out acc | n | every task asked | n |",
+        "|---|---|---|---|---|",
     ]
     for key in _keys(skills["by_night"]):
-        row = skills["by_night"][key]
-        lines.append(f"| {key} | {_pct(row['acc'])} | {row['n']} |")
+        row, all_row = skills["by_night"][key], every.get(key, {})
+        lines.append(
+            f"| {key} | {_pct(row['acc'])} | {row['n']} | {_pct(all_row.get('acc'))} | "
+            f"{all_row.get('n', '-')} |"
+        )
     lines += ["", "| kind | held-out acc | n |", "|---|---|---|"]
     for kind, row in skills["by_kind"].items():
         lines.append(f"| {kind} | {_pct(row['acc'])} | {row['n']} |")
