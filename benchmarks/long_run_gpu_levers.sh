@@ -14,7 +14,9 @@
 # OUT_DIR receives long_run_gpu_levers.tgz (each arm's results.json, report and log) and a
 # summary log. Needs the package importable (PYTHONPATH or an install) and a CUDA GPU.
 # LEVERS_DTYPE (default auto: bf16 on CUDA) sets every arm's sleep_dtype; the committed run
-# (docs/results/long_run/gpu_levers/) used auto.
+# (docs/results/long_run/gpu_levers/) used auto. LEVERS_ARMS (names below, space-separated;
+# default all eight) picks the arms, LEVERS_NIGHT128=0 leaves out the 128-demonstration night:
+# fewer processes on the GPU finish more nights in the same time.
 set -u
 limit=${1:?seconds each arm may run}
 out=${2:?folder for the results}
@@ -30,9 +32,11 @@ from agent_cl.config import Settings
 from agent_cl.models.provision import provision_embedded_model
 print(provision_embedded_model(Settings.load().models_dir).path)" || exit 1
 
+arms=" ${LEVERS_ARMS:-continue continue_seed1 fresh16 fresh32 replay0 replay8 recent05 sft_kl} "
 arm() {  # arm NAME [VAR=VALUE ...]: one 8-night quick long run with those settings
     local name=$1
     shift
+    [[ $arms == *" $name "* ]] || return 0
     mkdir -p "$work/$name/home"
     cp -al "$work/shared/models" "$work/$name/home/models"
     (
@@ -55,7 +59,7 @@ arm replay0 AGENT_CL_SLEEP_REPLAY=0
 arm replay8 AGENT_CL_SLEEP_REPLAY=8
 arm recent05 AGENT_CL_SLEEP_REPLAY_RECENT=0.5
 arm sft_kl AGENT_CL_SLEEP_METHOD=sft_kl
-(
+[[ ${LEVERS_NIGHT128:-1} == 0 ]] || (
     AGENT_CL_HOME="$work/shared" AGENT_CL_SLEEP_MAX_DEMOS=128 timeout -s TERM "$limit" python3 benchmarks/night_size.py \
         --sizes 128 --out "$work/night_size_128.json" >"$work/night128.log" 2>&1
     echo "night128 rc=$? $(date +%T)" >>"$work/arms.log"

@@ -16,11 +16,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _progress(record) -> None:
+    """A line every 64 steps, so a long night (128 demonstrations: ~1,000 steps) shows where
+    it is in its log."""
+    if record.step % 64 == 0:
+        print(f"step {record.step} loss {record.loss:.3f}", file=sys.stderr, flush=True)
 
 
 def main() -> None:
@@ -98,6 +106,7 @@ def main() -> None:
             held_out=held_out,
             retention=retention,
             on_publish=lambda v: backend.swap(v.version, v.path),
+            on_step=_progress,
         )
         t0 = time.perf_counter()
         report = job.run()
