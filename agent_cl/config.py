@@ -202,14 +202,15 @@ class Settings:
             "LoRA per night on the earlier nights frozen, folded into one served adapter"
         },
     )
-    # "auto" (bf16 on CUDA, fp32 on CPU) until fp32 on CUDA is measured: on an H200 the quick
-    # long run's first night, trained and gated in bf16, lost 3-9 of 128 robust items in six
-    # runs of the same night (the gate published 18 of 37 nights) where fp32 on 2 CPU cores
-    # loses 1 in every run (docs/results/long_run/README.md, gpu_levers/).
+    # "auto" is fp32 on CUDA as on CPU: on an H200 the quick long run's first night, trained
+    # and gated in bf16, lost 3-9 of 128 robust items in six runs of the same night (the gate
+    # published 18 of 37 nights); in fp32 it lost 1, as on 2 CPU cores, in three runs (the
+    # gate published 20 of 25 nights). docs/results/long_run/README.md (gpu_levers/,
+    # gpu_levers_fp32/). bfloat16 halves training memory, for models too large for fp32.
     sleep_dtype: str = field(
         default="auto",
         metadata={
-            "help": "precision a night trains and gates in: auto (bf16 on CUDA, fp32 on CPU), "
+            "help": "precision a night trains and gates in: auto (fp32, on CUDA or CPU), "
             "float32 or bfloat16"
         },
     )

@@ -74,9 +74,7 @@ def test_two_nights_of_a_life_resume_and_report(tiny_model_dir, tmp_path, monkey
         if key == "1" and night["status"] == "rejected":  # every one's first try
             assert night["retried"] == night["demonstrations"]
         assert night["retried"] == 0 or night["status"] == "rejected"
-        assert night["trained_on"] == (
-            ["cuda", "bfloat16"] if torch.cuda.is_available() else ["cpu", "float32"]
-        )
+        assert night["trained_on"] == ["cuda" if torch.cuda.is_available() else "cpu", "float32"]
         assert days[key]["tasks"]["tools/new"]["logged"] == 1  # served, else the teacher's run
         # the morning after asks every night so far, retention read against the base
         assert sorted(mornings[key]["skills"]["by_night"]) == [

@@ -520,3 +520,63 @@ def test_the_gpu_lever_table_is_recomputed_from_its_runs():
     main = " ".join((ROOT / "README.md").read_text().split())
     assert f"lose {lost[0]}-{lost[-1]} robust items of 128" in main
     assert f"gate published {published} of {len(nights)} nights" in main
+
+
+def test_the_fp32_gpu_levers_are_quoted_as_their_runs_give_them():
+    levers = _benchmark("long_run_levers")
+    saved = json.loads((RESULTS / "long_run" / "gpu_levers_fp32" / "levers.json").read_text())
+    readme = (RESULTS / "long_run" / "README.md").read_text()
+    section = readme[readme.index("## fp32 on the GPU") :]
+    rows = _table_rows(section, "| run | lever | published | robust drop vs base after each")
+    assert [r[0] for r in rows] == list(saved)
+    runs = {name: _long_run(f"gpu_levers_fp32/{name}") for name in saved}
+    for row in rows:
+        measured = levers.lever_row(runs[row[0]])
+        assert measured == saved[row[0]]
+        published, drops, night1, kept, facts = row[2:]
+        assert published == f"{measured['published']}/{len(measured['statuses'])}"
+        assert _numbers(drops) == measured["robust_drop_vs_base_pts"]
+        assert _numbers(night1) == [round(x, 2) for x in measured["night1_skills_by_morning"]]
+        assert _numbers(kept) == [round(measured["skills_kept_min"], 2)]
+        assert _numbers(facts) == [round(measured["facts_after_last"], 2)]
+    nights = [n for run in runs.values() for n in run["nights"].values()]
+    assert {tuple(n["trained_on"]) for n in nights} == {("cuda", "float32")}
+    text = " ".join(section[: section.index("\n## ", 3)].split())
+    # night 1 of the three seed-0 runs: the CPU's retention and KL, in fp32 on the GPU
+    first = [
+        runs[name]["nights"]["1"]["gate"]["after"] for name in ("continue", "replay8", "fresh32")
+    ]
+    assert {round(a["retention"], 3) for a in first} == {0.992}
+    assert {round(a["kl_from_base"], 4) for a in first} == {0.0061}
+    assert "scored 0.992 robust retention with KL 0.0061 in fp32" in text
+    for name in ("replay8", "fresh32"):
+        second = runs[name]["nights"]["2"]
+        assert second["status"] == "rejected"
+        assert round(second["gate"]["after"]["retention"], 3) == 0.922
+    published = sum(n["status"] == "published" for n in nights)
+    assert f"The gate published {published} of {len(nights)} fp32 nights" in text
+    # the one SVD fold
+    folds = [
+        (k, n)
+        for k, n in runs["fresh32"]["nights"].items()
+        if (n["fold"] or {}).get("fold") == "svd"
+    ]
+    assert [k for k, _ in folds] == ["6"] and folds[0][1]["status"] == "published"
+    assert f"KL from base {folds[0][1]['gate']['after']['kl_from_base']:.4f}" in text
+
+    # the weakest night after the fourth and after the last morning
+    def kept_after(run: dict, morning: str) -> float:
+        by_night = run["mornings"][morning]["skills"]["by_night"].values()
+        return min(v["acc"] for v in by_night if v["n"])
+
+    fourth = " ".join(
+        f"{kept_after(runs[n], '4'):.2f} ({label})"
+        for n, label in (("continue", "`continue`"), ("continue_seed1", "seed 1"))
+    )
+    assert f"kept {fourth}" in text.replace(", ", " ")
+    last = sorted(round(kept_after(r, max(r["mornings"], key=int)), 2) for r in runs.values())
+    assert f"({' / '.join(f'{x:.2f}' for x in last)})" in text
+    main = " ".join((ROOT / "README.md").read_text().split())
+    assert (
+        f"gate published {published} of {len(nights)} nights, so training now runs in fp32" in main
+    )

@@ -52,7 +52,7 @@ DtypeOption = Annotated[
     str | None,
     typer.Option(
         "--dtype",
-        help="precision a night trains and gates in: auto (bf16 on CUDA, fp32 on CPU), "
+        help="precision a night trains and gates in: auto (fp32, on CUDA or CPU), "
         "float32 or bfloat16",
     ),
 ]

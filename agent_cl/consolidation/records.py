@@ -41,6 +41,6 @@ class TrainResult:
     # A stacked night (lora_per_night="fresh"): ranks and how they became one adapter.
     fold: dict[str, Any] | None = None
     # Where it trained: a night's forgetting depends on it (bf16 on a GPU lost 3-9 robust items
-    # of 128 where fp32 on CPU lost 1), so reports from two machines must say which was which.
+    # of 128 where fp32 lost 1, on the GPU as on CPU), so reports must say which was which.
     device: str = ""
     dtype: str = ""

@@ -207,7 +207,7 @@ class ConsolidationConfig:
         default="sum", metadata={"help": "sum or mean the per-token SDFT KL over the sample"}
     )
     device: str = field(default="auto", metadata={"help": "auto (CUDA if present), cuda or cpu"})
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on CUDA, fp32 on CPU), ..."})
+    dtype: str = field(default="auto", metadata={"help": "auto (fp32, on CUDA or CPU), ..."})
     seed: int = field(default=0, metadata={"help": "seed for data order and sampling"})
     log_every: int = field(default=1, metadata={"help": "steps between metric records"})
 

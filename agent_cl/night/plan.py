@@ -31,7 +31,7 @@ class NightPlan:
     seed: int
     lora_per_night: str = "continue"  # or "fresh": a new LoRA on the earlier nights frozen
     replay_recent: float = 0.0  # share of the replay taken from the newest night's demonstrations
-    dtype: str = "auto"  # training and gate precision ("auto": bf16 on CUDA, fp32 on CPU)
+    dtype: str = "auto"  # training and gate precision ("auto": fp32, on CUDA or CPU)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NightPlan:
