@@ -16,7 +16,8 @@
 # LEVERS_DTYPE (default auto: bf16 on CUDA) sets every arm's sleep_dtype; the committed run
 # (docs/results/long_run/gpu_levers/) used auto. LEVERS_ARMS (names below, space-separated;
 # default all eight) picks the arms, LEVERS_NIGHT128=0 leaves out the 128-demonstration night:
-# fewer processes on the GPU finish more nights in the same time.
+# fewer processes on the GPU finish more nights in the same time. Two more arms run only when
+# named: replay16 and recent10 (replay 8, all from the newest night first).
 set -u
 limit=${1:?seconds each arm may run}
 out=${2:?folder for the results}
@@ -59,6 +60,10 @@ arm replay0 AGENT_CL_SLEEP_REPLAY=0
 arm replay8 AGENT_CL_SLEEP_REPLAY=8
 arm recent05 AGENT_CL_SLEEP_REPLAY_RECENT=0.5
 arm sft_kl AGENT_CL_SLEEP_METHOD=sft_kl
+# Only when named in LEVERS_ARMS: replay coverage (docs/results/long_run/replay_forgetting.json:
+# the facts a night lost were ones it had not replayed, mostly the newest night's).
+arm replay16 AGENT_CL_SLEEP_REPLAY=16
+arm recent10 AGENT_CL_SLEEP_REPLAY=8 AGENT_CL_SLEEP_REPLAY_RECENT=1.0
 [[ ${LEVERS_NIGHT128:-1} == 0 ]] || (
     AGENT_CL_HOME="$work/shared" AGENT_CL_SLEEP_MAX_DEMOS=128 timeout -s TERM "$limit" python3 benchmarks/night_size.py \
         --sizes 128 --out "$work/night_size_128.json" >"$work/night128.log" 2>&1

@@ -580,3 +580,19 @@ def test_the_fp32_gpu_levers_are_quoted_as_their_runs_give_them():
     assert (
         f"gate published {published} of {len(nights)} nights, so training now runs in fp32" in main
     )
+
+
+def test_the_replay_forgetting_table_is_its_transitions():
+    """The table is the pooled count of the committed transitions; the quotes follow them."""
+    data = json.loads((RESULTS / "long_run" / "replay_forgetting.json").read_text())
+    rows = [row for run in data["runs"].values() for row in run["transitions"]]
+    assert _benchmark("replay_forgetting").summarise(rows) == data["pooled"]
+    readme = (RESULTS / "long_run" / "README.md").read_text()
+    table = _table_rows(readme, "| kind | replayed that night: kept / lost |")
+    for kind, replayed, not_replayed in table:
+        for cell, drawn in ((replayed, "replayed"), (not_replayed, "not replayed")):
+            counts = data["pooled"][f"{kind}/{drawn}"]
+            assert cell == f"{counts['kept']} / {counts['lost']}"
+    lost = [r for r in rows if not r["kept"]]
+    assert {r["kind"] for r in lost} == {"facts"} and not any(r["replayed"] for r in lost)
+    assert sorted(data["runs"]) == ["quick_defaults", "quick_replay8", "quick_replay_recent"]
