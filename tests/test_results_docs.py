@@ -469,13 +469,14 @@ def test_the_exchange_anchor_comparison_is_quoted_as_its_runs_give_it():
     ]
 
 
-def test_the_gpu_lever_table_is_recomputed_from_its_runs():
+def _lever_table_runs(markdown: str, folder: str) -> dict[str, dict]:
+    """Checks the first lever table in `markdown` against `folder`'s levers.json and the
+    runs' results.json (recomputed); returns the runs by name."""
     levers = _benchmark("long_run_levers")
-    saved = json.loads((RESULTS / "long_run" / "gpu_levers" / "levers.json").read_text())
-    readme = (RESULTS / "long_run" / "README.md").read_text()
-    rows = _table_rows(readme, "| run | lever | published | robust drop vs base after each")
+    saved = json.loads((RESULTS / "long_run" / folder / "levers.json").read_text())
+    rows = _table_rows(markdown, "| run | lever | published | robust drop vs base after each")
     assert [r[0] for r in rows] == list(saved)
-    runs = {name: _long_run(f"gpu_levers/{name}") for name in saved}
+    runs = {name: _long_run(f"{folder}/{name}") for name in saved}
     for row in rows:
         measured = levers.lever_row(runs[row[0]])
         assert measured == saved[row[0]]
@@ -485,6 +486,12 @@ def test_the_gpu_lever_table_is_recomputed_from_its_runs():
         assert _numbers(night1) == [round(x, 2) for x in measured["night1_skills_by_morning"]]
         assert _numbers(kept) == [round(measured["skills_kept_min"], 2)]
         assert _numbers(facts) == [round(measured["facts_after_last"], 2)]
+    return runs
+
+
+def test_the_gpu_lever_table_is_recomputed_from_its_runs():
+    readme = (RESULTS / "long_run" / "README.md").read_text()
+    runs = _lever_table_runs(readme, "gpu_levers")
     # the levers each run says it ran (adapter_max_rank is not in night_plan)
     plans = {name: run["night_plan"] for name, run in runs.items()}
     assert plans["fresh16"]["lora_per_night"] == plans["fresh32"]["lora_per_night"] == "fresh"
@@ -523,22 +530,9 @@ def test_the_gpu_lever_table_is_recomputed_from_its_runs():
 
 
 def test_the_fp32_gpu_levers_are_quoted_as_their_runs_give_them():
-    levers = _benchmark("long_run_levers")
-    saved = json.loads((RESULTS / "long_run" / "gpu_levers_fp32" / "levers.json").read_text())
     readme = (RESULTS / "long_run" / "README.md").read_text()
     section = readme[readme.index("## fp32 on the GPU") :]
-    rows = _table_rows(section, "| run | lever | published | robust drop vs base after each")
-    assert [r[0] for r in rows] == list(saved)
-    runs = {name: _long_run(f"gpu_levers_fp32/{name}") for name in saved}
-    for row in rows:
-        measured = levers.lever_row(runs[row[0]])
-        assert measured == saved[row[0]]
-        published, drops, night1, kept, facts = row[2:]
-        assert published == f"{measured['published']}/{len(measured['statuses'])}"
-        assert _numbers(drops) == measured["robust_drop_vs_base_pts"]
-        assert _numbers(night1) == [round(x, 2) for x in measured["night1_skills_by_morning"]]
-        assert _numbers(kept) == [round(measured["skills_kept_min"], 2)]
-        assert _numbers(facts) == [round(measured["facts_after_last"], 2)]
+    runs = _lever_table_runs(section, "gpu_levers_fp32")
     nights = [n for run in runs.values() for n in run["nights"].values()]
     assert {tuple(n["trained_on"]) for n in nights} == {("cuda", "float32")}
     text = " ".join(section[: section.index("\n## ", 3)].split())
