@@ -69,12 +69,18 @@ arm recent10 AGENT_CL_SLEEP_REPLAY=8 AGENT_CL_SLEEP_REPLAY_RECENT=1.0
         --sizes 128 --out "$work/night_size_128.json" >"$work/night128.log" 2>&1
     echo "night128 rc=$? $(date +%T)" >>"$work/arms.log"
 ) &
+pack() {  # what comes back: each arm's results, report and log (not homes, models or adapters)
+    tar czf "$out/long_run_gpu_levers.tgz.part" -C "$work" --exclude='*/home' \
+        --exclude='*/adapters' --exclude='shared' . && \
+        mv "$out/long_run_gpu_levers.tgz.part" "$out/long_run_gpu_levers.tgz"
+}
+# every minute: the GPU's load, and the results so far (a call cut short by the machine's
+# limit still returns the nights that finished)
 (while sleep 60; do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader \
-    >>"$work/gpu.log"; done) &
+    >>"$work/gpu.log"; pack; done) &
 watcher=$!
 wait $(jobs -p | grep -v "^$watcher$")
 kill $watcher 2>/dev/null
-tar czf "$out/long_run_gpu_levers.tgz" -C "$work" --exclude='*/home' --exclude='*/adapters' \
-    --exclude='shared' .
+pack
 cat "$work/arms.log"
 for log in "$work"/*.log; do echo "== $log"; tail -n 3 "$log"; done
