@@ -590,3 +590,52 @@ def test_the_replay_forgetting_table_is_its_transitions():
     lost = [r for r in rows if not r["kept"]]
     assert {r["kind"] for r in lost} == {"facts"} and not any(r["replayed"] for r in lost)
     assert sorted(data["runs"]) == ["quick_defaults", "quick_replay8", "quick_replay_recent"]
+
+
+def test_the_full_run_so_far_is_quoted_as_it_ran():
+    """The 20-night run is committed night by night as it goes: the README's table and line are
+    recomputed from its results.json."""
+    from agent_cl.evals.long_run import final_line, summarise
+
+    run = _long_run("full")
+    nights, mornings = run["nights"], run["mornings"]
+    assert run["sizing"]["nights"] == 20 and run["sizing"]["demos_per_night"] == 24
+    readme = (RESULTS / "long_run" / "README.md").read_text()
+    rows = _table_rows(readme, "| night | claimed | replayed | steps | night s | gate |")
+    assert [r[0] for r in rows] == sorted(mornings, key=int)
+    for key, claimed, replayed, steps, seconds, gate, own, first, facts, drop, kl in rows:
+        night, morning = nights[key], mornings[key]
+        skills = morning["skills"]
+        assert [int(claimed), int(replayed), int(steps)] == [
+            night["demonstrations"],
+            night["replayed"],
+            night["steps"],
+        ]
+        assert int(seconds) == round(night["seconds"]) and gate == night["status"]
+        assert float(own) == round(skills["by_night"][key]["acc"], 2)
+        assert float(first) == round(skills["by_night"]["1"]["acc"], 2)
+        assert float(facts) == round(skills["by_kind"]["facts"]["acc"], 2)
+        robust = morning["base"]["robust"] - morning["retention"]["robust"]
+        assert float(drop) == round(100 * robust, 1)
+        assert float(kl) == round(morning["kl_from_base"], 4)
+    assert f"`{final_line(summarise(run))}`" in readme
+
+
+def test_the_readme_quotes_the_full_run_at_its_sixth_morning():
+    run = _long_run("full")
+    sixth = run["mornings"]["6"]
+    kinds = sixth["skills"]["by_kind"]
+    main = " ".join((ROOT / "README.md").read_text().split())
+    drop = 100 * (sixth["base"]["robust"] - sixth["retention"]["robust"])
+    published = sum(run["nights"][str(n)]["status"] == "published" for n in range(1, 7))
+    assert (
+        f"after 6 nights, {published} published, robust retention {drop:.1f} points under the "
+        f"base, tool calls {kinds['tools']['acc']:.2f} and JSON formats "
+        f"{kinds['json']['acc']:.2f}" in main
+    )
+    first = run["mornings"]["1"]["skills"]["by_kind"]["facts"]["acc"]
+    assert f"facts {kinds['facts']['acc']:.2f} ({first:.2f} after night 1)" in main
+    kept = min(v["acc"] for v in sixth["skills"]["by_night"].values() if v["n"])
+    assert f"the weakest night's skills {kept:.2f}" in main
+    memory = run["mornings"]["4"]["agent_retrieval"]["by_kind"]["facts"]["acc"]
+    assert f"retrieval answered {memory:.2f} of the facts there (morning 4)" in main
