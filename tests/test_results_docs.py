@@ -639,3 +639,21 @@ def test_the_readme_quotes_the_full_run_at_its_sixth_morning():
     assert f"the weakest night's skills {kept:.2f}" in main
     memory = run["mornings"]["4"]["agent_retrieval"]["by_kind"]["facts"]["acc"]
     assert f"retrieval answered {memory:.2f} of the facts there (morning 4)" in main
+
+
+def test_the_full_runs_eighth_morning_is_quoted_as_measured():
+    eighth = _long_run("full")["mornings"]["8"]
+    text = " ".join((RESULTS / "long_run" / "README.md").read_text().split())
+
+    def kinds(scores: dict) -> str:
+        return ", ".join(f"{scores['by_kind'][k]['acc']:.2f}" for k in ("json", "tools", "facts"))
+
+    weights = eighth["skills"]["by_kind"]
+    assert (
+        f"weights JSON {weights['json']['acc']:.2f}, tools {weights['tools']['acc']:.2f}, "
+        f"facts {weights['facts']['acc']:.2f}; the agent's retrieval "
+        f"{kinds(eighth['agent_retrieval'])}; the base with top-2 retrieval "
+        f"{kinds(eighth['text_memory'])}" in text
+    )
+    kept = min(v["acc"] for v in eighth["skills"]["by_night"].values() if v["n"])
+    assert "0.37 after morning 8" in text and round(kept, 2) == 0.37
