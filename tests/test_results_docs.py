@@ -657,3 +657,16 @@ def test_the_full_runs_eighth_morning_is_quoted_as_measured():
     )
     kept = min(v["acc"] for v in eighth["skills"]["by_night"].values() if v["n"])
     assert "0.37 after morning 8" in text and round(kept, 2) == 0.37
+
+
+def test_the_full_runs_rejections_are_quoted_as_the_gate_gave_them():
+    run = _long_run("full")
+    text = " ".join((RESULTS / "long_run" / "README.md").read_text().split())
+    for key in ("3", "9"):
+        night = run["nights"][key]
+        assert night["status"] == "rejected"
+        gate = night["gate"]
+        points = 100 * (gate["base"]["retention"] - gate["after"]["retention"])
+        assert f"ight {key} was rejected at {points:.1f} points" in text
+    kls = [m["kl_from_base"] for m in run["mornings"].values()]
+    assert f"KL from the base stayed {min(kls):.3f}-{max(kls):.3f}" in text
