@@ -13,8 +13,9 @@
 # Each arm stops after SECONDS (the long run keeps every finished night in its results.json);
 # OUT_DIR receives long_run_gpu_levers.tgz (each arm's results.json, report and log) and a
 # summary log. Needs the package importable (PYTHONPATH or an install) and a CUDA GPU.
-# LEVERS_DTYPE (default auto: bf16 on CUDA) sets every arm's sleep_dtype; the committed run
-# (docs/results/long_run/gpu_levers/) used auto. LEVERS_ARMS (names below, space-separated;
+# LEVERS_DTYPE (default auto) sets every arm's sleep_dtype. auto meant bf16 on CUDA when the
+# committed run docs/results/long_run/gpu_levers/ used it, and fp32 since gpu_levers_fp32/
+# (LEVERS_DTYPE=float32) showed bf16 was the noise: rerun that one with LEVERS_DTYPE=bfloat16. LEVERS_ARMS (names below, space-separated;
 # default all eight) picks the arms, LEVERS_NIGHT128=0 leaves out the 128-demonstration night:
 # fewer processes on the GPU finish more nights in the same time. Two more arms run only when
 # named: replay16 and recent10 (replay 8, all from the newest night first).

@@ -26,7 +26,6 @@ def main() -> None:
 
     from agent_cl.config import Settings
     from agent_cl.consolidation import trajectories
-    from agent_cl.consolidation.losses import masked_sequence_loss, token_cross_entropy
     from agent_cl.consolidation.prompts import student_messages
     from agent_cl.consolidation.trainer import ConsolidationTrainer
     from agent_cl.consolidation.training_config import ConsolidationConfig
@@ -62,12 +61,8 @@ def main() -> None:
                 for example in trajectories.expand([demo]):  # a trajectory: every turn
                     prompts = trainer._prompt_ids([student_messages(example)])
                     answer = trainer.tokenizer(example.answer, add_special_tokens=False).input_ids
-                    completions = [[*answer, eos]]
-                    logits, mask = trainer.completion_logits(prompts, completions)
-                    per_token = token_cross_entropy(
-                        logits, trainer._targets(completions, logits.shape[1])
-                    )
-                    losses.append(float(masked_sequence_loss(per_token, mask, reduction="mean")))
+                    # the SFT term's own loss, on this one example
+                    losses.append(float(trainer._cross_entropy(prompts, [[*answer, eos]])))
                 ranked.append((sum(losses) / len(losses), demo))
         print(f"night starting from v{version}: {len(pool)} consolidated, replayed marked R")
         for loss, demo in sorted(ranked, key=lambda r: -r[0]):
