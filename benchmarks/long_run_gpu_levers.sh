@@ -18,7 +18,8 @@
 # (LEVERS_DTYPE=float32) showed bf16 was the noise: rerun that one with LEVERS_DTYPE=bfloat16. LEVERS_ARMS (names below, space-separated;
 # default all eight) picks the arms, LEVERS_NIGHT128=0 leaves out the 128-demonstration night:
 # fewer processes on the GPU finish more nights in the same time. Two more arms run only when
-# named: replay16 and recent10 (replay 8, all from the newest night first).
+# named: replay16, replay16_seed1, replay64 (every consolidated demonstration of a quick run)
+# and recent10 (replay 8, all from the newest night first).
 set -u
 limit=${1:?seconds each arm may run}
 out=${2:?folder for the results}
@@ -64,6 +65,8 @@ arm sft_kl AGENT_CL_SLEEP_METHOD=sft_kl
 # Only when named in LEVERS_ARMS: replay coverage (docs/results/long_run/replay_forgetting.json:
 # the facts a night lost were ones it had not replayed, mostly the newest night's).
 arm replay16 AGENT_CL_SLEEP_REPLAY=16
+arm replay16_seed1 AGENT_CL_SLEEP_REPLAY=16 AGENT_CL_SEED=1
+arm replay64 AGENT_CL_SLEEP_REPLAY=64
 arm recent10 AGENT_CL_SLEEP_REPLAY=8 AGENT_CL_SLEEP_REPLAY_RECENT=1.0
 [[ ${LEVERS_NIGHT128:-1} == 0 ]] || (
     AGENT_CL_HOME="$work/shared" AGENT_CL_SLEEP_MAX_DEMOS=128 timeout -s TERM "$limit" python3 benchmarks/night_size.py \

@@ -576,6 +576,54 @@ def test_the_fp32_gpu_levers_are_quoted_as_their_runs_give_them():
     )
 
 
+def test_the_replay_coverage_arms_are_quoted_as_their_runs_give_them():
+    readme = (RESULTS / "long_run" / "README.md").read_text()
+    section = readme[readme.index("## Replay coverage on the GPU") :]
+    runs = _lever_table_runs(section, "gpu_replay_coverage")
+    plans = {name: run["night_plan"] for name, run in runs.items()}
+    assert [plans[n]["replay"] for n in ("replay16", "replay16_seed1", "replay64")] == [16, 16, 64]
+    assert (plans["recent10"]["replay"], plans["recent10"]["replay_recent"]) == (8, 1.0)
+    assert plans["replay16_seed1"]["seed"] == 1
+    nights = [n for run in runs.values() for n in run["nights"].values()]
+    assert {tuple(n["trained_on"]) for n in nights} == {("cuda", "float32")}
+    assert [n["replayed"] for n in runs["replay64"]["nights"].values()][3:] == [16, 21, 26]
+    text = " ".join(section[: section.index("\n## ", 3)].split())
+    # replay 16 against the default (replay 4) of the fp32 runs, seed by seed
+    fp32 = json.loads((RESULTS / "long_run" / "gpu_levers_fp32" / "levers.json").read_text())
+    ours = json.loads((RESULTS / "long_run" / "gpu_replay_coverage" / "levers.json").read_text())
+    for new, old, label in (("replay16", "continue", "seed 0"), ("replay16_seed1",
+                            "continue_seed1", "seed 1")):  # fmt: skip
+        kept = f"{ours[new]['skills_kept_min']:.2f} against {fp32[old]['skills_kept_min']:.2f}"
+        assert f"{kept} ({label})" in text
+        facts = f"{ours[new]['facts_after_last']:.2f} against {fp32[old]['facts_after_last']:.2f}"
+        assert facts in text
+    assert ours["replay64"]["skills_kept_min"] > max(
+        ours[n]["skills_kept_min"] for n in ("replay16", "replay16_seed1", "recent10")
+    )
+
+
+def test_the_128_demonstration_night_is_quoted_as_measured():
+    readme = (RESULTS / "long_run" / "README.md").read_text()
+    section = readme[readme.index("## One night of 128 demonstrations on the GPU") :]
+    (row,) = json.loads(
+        (RESULTS / "long_run" / "gpu_replay_coverage" / "night_size_128.json").read_text()
+    )["rows"]
+    (cells,) = _table_rows(section, "| demonstrations | steps |")
+    kl = row["gate_reason"].rsplit("KL from base ", 1)[1]
+    assert cells == [
+        str(row["size"]),
+        str(row["steps"]),
+        f"{round(row['night_seconds'])} ({round(row['train_seconds'])})",
+        f"{row['heldout_acc']:.3f}",
+        f"{row['robust_drop_points']:.2f}",
+        f"{row['full_drop_points']:.2f}",
+        kl,
+        row["status"],
+    ]
+    assert row["claimed"] == 128 and row["heldout_acc"] < 0.7  # the bar it misses, quoted
+    assert f"this night learned {row['heldout_acc']:.3f}" in " ".join(section.split())
+
+
 def test_the_replay_forgetting_table_is_its_transitions():
     """The table is the pooled count of the committed transitions; the quotes follow them."""
     data = json.loads((RESULTS / "long_run" / "replay_forgetting.json").read_text())
