@@ -176,12 +176,14 @@ class Settings:
         default=64,
         metadata={"help": "a night's budget: most demonstrations claimed, oldest first"},
     )
-    # 4, measured: on the quick long run (same plan and demonstrations) the first night's skills
-    # went 0.78 -> 0.56 -> 0.33 -> 0.33 without replay and 0.78 -> 0.67 -> 0.78 -> 0.78 with
-    # it, at the same robust retention; its nights train 4 x 8 more steps (698-878 s against
-    # 458-816 s on 2 cores). docs/results/long_run/README.md, levers.json.
+    # 16, measured (docs/results/long_run/README.md, gpu_replay_coverage/): the facts a night
+    # forgets are the ones it did not replay, and over six nights of the quick long run replay
+    # 16 kept the weakest night at 0.43 against replay 4's 0.29 and 0.33 (seeds 0 and 1), facts
+    # 0.58 / 0.54 against 0.42 / 0.38, at the same robust retention. It costs 8 training steps
+    # per replayed demonstration (nights about 1.5x as long); replay 4 (the 20-night run's
+    # setting) had itself kept night 1's skills 0.78 -> 0.78 where no replay fell to 0.33.
     sleep_replay: int = field(
-        default=4, metadata={"help": "consolidated demonstrations replayed per night"}
+        default=16, metadata={"help": "consolidated demonstrations replayed per night"}
     )
     # 0: uniform over every consolidated demonstration. Half from the newest night (0.5) was
     # measured on the quick long run (docs/results/long_run/README.md): skills_kept_min 0.56

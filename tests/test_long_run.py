@@ -133,7 +133,10 @@ def test_two_nights_of_a_life_resume_and_report(tiny_model_dir, tmp_path, monkey
     # ... and so are nights under another recipe, set where the command line does not show
     assert results["night_plan"]["lora_per_night"] == "continue"
     fresh = dataclasses.replace(settings, sleep_lora_per_night="fresh", sleep_replay=1)
-    told = r"lora_per_night='continue', replay=4; .* give lora_per_night='fresh', replay=1"
+    told = (
+        rf"lora_per_night='continue', replay={settings.sleep_replay}; "
+        r".* give lora_per_night='fresh', replay=1"
+    )
     with pytest.raises(PlanMismatchError, match=told):
         LongRun(fresh, plan, out)
     # a run recorded before a night setting existed resumes when that setting is its default
