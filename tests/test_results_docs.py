@@ -202,12 +202,19 @@ def test_the_fresh_lora_comparison_is_quoted_as_its_runs_give_it():
     ]
 
 
-def test_the_quick_run_on_the_defaults_is_quoted_as_it_ran():
+@pytest.mark.parametrize(
+    ("folder", "heading"),
+    [
+        ("quick_replay16", "## The quick run on today's defaults"),
+        ("quick_defaults", "## The quick run on replay 4, the default until"),
+    ],
+)
+def test_the_quick_run_on_the_defaults_is_quoted_as_it_ran(folder: str, heading: str):
     from agent_cl.evals.long_run import final_line
 
     readme = (RESULTS / "long_run" / "README.md").read_text()
-    run = _long_run("quick_defaults")
-    section = readme[readme.index("## The quick run on today's defaults") :]
+    run = _long_run(folder)
+    section = readme[readme.index(heading) :]
     assert f"`{final_line(run['summary'])}`" in section
     rows = _table_rows(section, "| night | claimed | steps | seconds (train) |")
     assert [r[0] for r in rows] == sorted(run["nights"], key=int)
@@ -227,6 +234,29 @@ def test_the_quick_run_on_the_defaults_is_quoted_as_it_ran():
     assert kept and _numbers(kept.group(1)) == [
         round(last[k]["acc"], 2) for k in sorted(last, key=int)
     ]
+
+
+def test_the_replay16_quick_run_is_compared_with_replay_4_as_they_ran():
+    readme = (RESULTS / "long_run" / "README.md").read_text()
+    start = readme.index("## The quick run on today's defaults")
+    text = " ".join(readme[start : readme.index("\n## ", start + 5)].split())
+    new, old = _long_run("quick_replay16"), _long_run("quick_defaults")
+    assert (new["night_plan"]["replay"], old["night_plan"]["replay"]) == (16, 4)
+
+    def every_task(run: dict) -> dict:  # quick_defaults ran before `taught`: it has no split
+        last = run["mornings"][max(run["mornings"], key=int)]
+        return last.get("skills_all_tasks") or last["skills"]
+
+    nights = [
+        " / ".join(f"{v['acc']:.2f}" for _, v in sorted(every_task(r)["by_night"].items()))
+        for r in (new, old)
+    ]
+    assert f"every task asked: {nights[0]} against replay 4's {nights[1]}" in text
+    facts = [every_task(r)["by_kind"]["facts"] for r in (new, old)]
+    assert f"facts {facts[0]['acc']:.2f} of {facts[0]['n']} held-out phrasings" in text
+    assert f"against {facts[1]['acc']:.2f}, robust" in text
+    assert f"took {new['summary']['run_s'] / 60:.1f} minutes (`run_s`)" in text
+    assert [n["status"] for n in new["nights"].values()].count("rejected") == 1
 
 
 def _replay_comparison_is_quoted(section: str, header: str, runs: list[dict]) -> None:
