@@ -735,6 +735,12 @@ def test_the_full_runs_eighth_morning_is_quoted_as_measured():
     )
     kept = min(v["acc"] for v in eighth["skills"]["by_night"].values() if v["n"])
     assert "0.37 after morning 8" in text and round(kept, 2) == 0.37
+    eleventh = _long_run("full")["mornings"]["11"]["skills"]
+    kept = min(v["acc"] for v in eleventh["by_night"].values() if v["n"])
+    facts = eleventh["by_kind"]["facts"]["acc"]
+    assert (
+        f"{kept:.2f} after morning 11, when the weights answered {facts:.2f} of the facts" in text
+    )
 
 
 def test_the_full_runs_rejections_are_quoted_as_the_gate_gave_them():
