@@ -16,8 +16,9 @@
 # LEVERS_DTYPE (default auto) sets every arm's sleep_dtype. auto meant bf16 on CUDA when the
 # committed run docs/results/long_run/gpu_levers/ used it, and fp32 since gpu_levers_fp32/
 # (LEVERS_DTYPE=float32) showed bf16 was the noise: rerun that one with LEVERS_DTYPE=bfloat16.
-# LEVERS_ARMS (names below, space-separated; default all eight) picks the arms, LEVERS_NIGHT128=0 leaves out the 128-demonstration night:
-# fewer processes on the GPU finish more nights in the same time. Two more arms run only when
+# LEVERS_ARMS (names below, space-separated; default all eight) picks the arms;
+# LEVERS_NIGHT128=0 leaves out the 128-demonstration night: fewer processes on the GPU finish
+# more nights in the same time. Two more arms run only when
 # named: replay16, replay16_seed1, replay64 (every consolidated demonstration of a quick run)
 # and recent10 (replay 8, all from the newest night first).
 set -u
