@@ -204,6 +204,16 @@ class Settings:
             "LoRA per night on the earlier nights frozen, folded into one served adapter"
         },
     )
+    # 8 (alpha 2 x rank, so the update's scale per rank is the same at any rank) until a larger
+    # rank is measured on the 128-demonstration night and the long run
+    # (docs/results/long_run/README.md). With lora_per_night "continue" the first night's rank
+    # is the adapter's for its whole life.
+    sleep_lora_rank: int = field(
+        default=8,
+        metadata={
+            "help": "LoRA rank a night trains (at most adapter_max_rank; LoRA alpha is twice it)"
+        },
+    )
     # "auto" is fp32 on CUDA as on CPU: on an H200 the quick long run's first night, trained
     # and gated in bf16, lost 3-9 of 128 robust items in six runs of the same night (the gate
     # published 18 of 37 nights); in fp32 it lost 1, as on 2 CPU cores, in three runs (the
@@ -265,8 +275,14 @@ class Settings:
             "adapter_keep",
             "sleep_steps_per_demo",
             "sleep_max_attempts",
+            "sleep_lora_rank",
         ):
             _at_least(name, getattr(self, name), 1)
+        if self.sleep_lora_rank > self.adapter_max_rank:
+            raise ConfigError(
+                f"sleep_lora_rank ({self.sleep_lora_rank}) must be at most adapter_max_rank "
+                f"({self.adapter_max_rank}): a larger adapter could not be served"
+            )
         for name in ("sleep_replay", "sleep_checkpoint_every"):
             _at_least(name, getattr(self, name), 0)
         _at_least("sleep_steps", self.sleep_steps, 1)

@@ -17,10 +17,12 @@
 # committed run docs/results/long_run/gpu_levers/ used it, and fp32 since gpu_levers_fp32/
 # (LEVERS_DTYPE=float32) showed bf16 was the noise: rerun that one with LEVERS_DTYPE=bfloat16.
 # LEVERS_ARMS (names below, space-separated; default all eight) picks the arms;
-# LEVERS_NIGHT128=0 leaves out the 128-demonstration night: fewer processes on the GPU finish
-# more nights in the same time. Two more arms run only when
-# named: replay16, replay16_seed1, replay64 (every consolidated demonstration of a quick run)
-# and recent10 (replay 8, all from the newest night first).
+# LEVERS_NIGHT128 names the 128-demonstration nights to run beside them (default night128, the
+# defaults; 0 or "" for none: fewer processes on the GPU finish more nights in the same time):
+# night128_r16 (LoRA rank 16) and night128_spd12 (12 steps per demonstration) ask whether the
+# 128 night lacks capacity or exposure. More arms run only when named: replay16,
+# replay16_seed1, replay64 (every consolidated demonstration of a quick run), recent10 (replay
+# 8, all from the newest night first), rank16, rank16_seed1 and rank16_replay64 (LoRA rank 16).
 set -u
 limit=${1:?seconds each arm may run}
 out=${2:?folder for the results}
@@ -69,11 +71,29 @@ arm replay16 AGENT_CL_SLEEP_REPLAY=16
 arm replay16_seed1 AGENT_CL_SLEEP_REPLAY=16 AGENT_CL_SEED=1
 arm replay64 AGENT_CL_SLEEP_REPLAY=64
 arm recent10 AGENT_CL_SLEEP_REPLAY=8 AGENT_CL_SLEEP_REPLAY_RECENT=1.0
-[[ ${LEVERS_NIGHT128:-1} == 0 ]] || (
-    AGENT_CL_HOME="$work/shared" AGENT_CL_SLEEP_MAX_DEMOS=128 timeout -s TERM "$limit" python3 benchmarks/night_size.py \
-        --sizes 128 --out "$work/night_size_128.json" >"$work/night128.log" 2>&1
-    echo "night128 rc=$? $(date +%T)" >>"$work/arms.log"
-) &
+# capacity: the adapter a continuing life keeps is the first night's rank
+arm rank16 AGENT_CL_SLEEP_LORA_RANK=16
+arm rank16_seed1 AGENT_CL_SLEEP_LORA_RANK=16 AGENT_CL_SEED=1
+arm rank16_replay64 AGENT_CL_SLEEP_LORA_RANK=16 AGENT_CL_SLEEP_REPLAY=64
+
+nights128=${LEVERS_NIGHT128-night128}
+[[ $nights128 == 1 ]] && nights128=night128
+[[ $nights128 == 0 ]] && nights128=
+nights128=" $nights128 "
+night128() {  # night128 NAME [VAR=VALUE ...]: one first night of 128 facts, the cap raised
+    local name=$1
+    shift
+    [[ $nights128 == *" $name "* ]] || return 0
+    (
+        env "$@" AGENT_CL_HOME="$work/shared" AGENT_CL_SLEEP_MAX_DEMOS=128 timeout -s TERM \
+            "$limit" python3 benchmarks/night_size.py --sizes 128 \
+            --out "$work/${name/night128/night_size_128}.json" >"$work/$name.log" 2>&1
+        echo "$name rc=$? $(date +%T)" >>"$work/arms.log"
+    ) &
+}
+night128 night128
+night128 night128_r16 AGENT_CL_SLEEP_LORA_RANK=16
+night128 night128_spd12 AGENT_CL_SLEEP_STEPS_PER_DEMO=12
 pack() {  # what comes back: each arm's results, report and log (not homes, models or adapters)
     tar czf "$out/long_run_gpu_levers.tgz.part" -C "$work" --exclude='*/home' \
         --exclude='*/adapters' --exclude='shared' . && \

@@ -37,7 +37,10 @@ def main() -> None:
     parser.add_argument("--facts-per-night", type=int, default=8)
     parser.add_argument("--method", default=None, help="default: the trainer's default recipe")
     parser.add_argument(
-        "--steps-per-demo", type=int, default=8, help="steps = this x (new + replayed) demos"
+        "--steps-per-demo",
+        type=int,
+        default=None,
+        help="steps = this x (new + replayed) demos (default: sleep_steps_per_demo, 8)",
     )
     parser.add_argument("--replay", type=int, default=8, help="old demonstrations per night")
     parser.add_argument("--max-retention-drop", type=float, default=None)
@@ -59,11 +62,10 @@ def main() -> None:
 
     base = Settings.load()
     model_dir = provisioned_model_dir(base.model_dir, base.models_dir)
-    settings = Settings(
-        home=Path(tempfile.mkdtemp(prefix="agent-cl-nights-")),
-        model_dir=model_dir,
-        torch_threads=base.torch_threads,
-        sleep_max_demos=base.sleep_max_demos,  # a larger night needs the cap raised
+    # every night setting from agent-cl.toml / AGENT_CL_* (a larger night needs the cap raised;
+    # a lever is one environment variable), in a home of its own
+    settings = dataclasses.replace(
+        base, home=Path(tempfile.mkdtemp(prefix="agent-cl-nights-")), model_dir=model_dir
     )
     store = ChromaDemonstrationStore.open(settings.store_dir)
     backend = LocalBackend(model_dir, torch_threads=settings.torch_threads)
@@ -90,7 +92,7 @@ def main() -> None:
         night_settings = dataclasses.replace(
             settings,
             sleep_method=args.method or DEFAULT_METHOD,
-            sleep_steps_per_demo=args.steps_per_demo,
+            sleep_steps_per_demo=args.steps_per_demo or settings.sleep_steps_per_demo,
             gate_enabled=not args.no_gate,
             sleep_replay=args.replay,
             **(

@@ -118,6 +118,16 @@ def test_night_builds_each_tenants_job_from_settings(hash_embedder, tiny_model_d
     assert fp32.job("alpha").config.dtype == "float32"
     with pytest.raises(ConfigError, match="sleep_dtype must be one of auto, float32, bfloat16"):
         Settings(sleep_dtype="float16")
+    # the night's LoRA rank reaches the trainer, alpha twice it; a rank the server could not
+    # take is refused in Settings, before any night
+    assert (job.config.lora_r, job.config.lora_alpha) == (8, 16)
+    wide_settings = dataclasses.replace(settings, adapter_max_rank=16, sleep_lora_rank=16)
+    wide = Night(wide_settings, night.store)
+    assert (wide.job("alpha").config.lora_r, wide.job("alpha").config.lora_alpha) == (16, 32)
+    with pytest.raises(ConfigError, match=r"sleep_lora_rank \(16\) must be at most adapter_max"):
+        Settings(adapter_max_rank=8, sleep_lora_rank=16)
+    with pytest.raises(ConfigError, match="sleep_lora_rank"):
+        Settings(sleep_lora_rank=0)
     with pytest.raises(ValueError, match="method"):
         NightPlan.from_settings(Settings(sleep_method="nope"))
     # one owner per rule: what Settings accepts, the night accepts (and the reverse)

@@ -56,6 +56,10 @@ DtypeOption = Annotated[
         "float32 or bfloat16",
     ),
 ]
+LoraRankOption = Annotated[
+    int | None,
+    typer.Option(help="LoRA rank a night trains (at most adapter_max_rank; alpha twice it)"),
+]
 LoraPerNightOption = Annotated[
     str | None,
     typer.Option(
@@ -150,6 +154,7 @@ NIGHT_OPTIONS: dict[str, tuple[object, str]] = {
     "max_demos": (MaxDemosOption, "sleep_max_demos"),
     "max_attempts": (MaxAttemptsOption, "sleep_max_attempts"),
     "lora_per_night": (LoraPerNightOption, "sleep_lora_per_night"),
+    "lora_rank": (LoraRankOption, "sleep_lora_rank"),
     "checkpoint_every": (CheckpointOption, "sleep_checkpoint_every"),
     "dtype": (DtypeOption, "sleep_dtype"),
     "server": (ServerOption, "servers"),

@@ -32,6 +32,7 @@ class NightPlan:
     lora_per_night: str = "continue"  # or "fresh": a new LoRA on the earlier nights frozen
     replay_recent: float = 0.0  # share of the replay taken from the newest night's demonstrations
     dtype: str = "auto"  # training and gate precision ("auto": fp32, on CUDA or CPU)
+    lora_rank: int = 8  # the LoRA a night trains (alpha twice it)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NightPlan:
@@ -53,6 +54,7 @@ class NightPlan:
             lora_per_night=settings.sleep_lora_per_night,
             replay_recent=settings.sleep_replay_recent,
             dtype=settings.sleep_dtype,
+            lora_rank=settings.sleep_lora_rank,
         )
         plan.consolidation()
         plan.gate_config()
@@ -65,6 +67,8 @@ class NightPlan:
             seed=self.seed,
             lora_per_night=self.lora_per_night,
             dtype=self.dtype,
+            lora_r=self.lora_rank,
+            lora_alpha=2 * self.lora_rank,
             **steps,
         )
 
