@@ -204,9 +204,10 @@ class Settings:
             "LoRA per night on the earlier nights frozen, folded into one served adapter"
         },
     )
-    # 8 (alpha 2 x rank, so the update's scale per rank is the same at any rank) until a larger
-    # rank is measured on the 128-demonstration night and the long run
-    # (docs/results/long_run/README.md). With lora_per_night "continue" the first night's rank
+    # 8, measured (docs/results/long_run/README.md, gpu_rank16/): rank 16 (alpha 32) forgot
+    # more and kept no more on the quick long run (the gate published 9 of 19 nights against 13
+    # of 18 at rank 8; weakest night 0.33-0.43 against 0.43-0.57) and its 128-demonstration
+    # night was rejected at 3.2 points. With lora_per_night "continue" the first night's rank
     # is the adapter's for its whole life.
     sleep_lora_rank: int = field(
         default=8,

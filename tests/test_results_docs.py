@@ -639,6 +639,58 @@ def test_the_replay_coverage_arms_are_quoted_as_their_runs_give_them():
     )
 
 
+def test_the_rank_16_arms_are_quoted_against_their_rank_8_twins():
+    readme = (RESULTS / "long_run" / "README.md").read_text()
+    section = readme[readme.index("## LoRA rank 16 on the GPU") :]
+    runs = _lever_table_runs(section, "gpu_rank16")
+    twins = {"rank16": "replay16", "rank16_seed1": "replay16_seed1", "rank16_replay64": "replay64"}
+    rank8 = {name: _long_run(f"gpu_replay_coverage/{twin}") for name, twin in twins.items()}
+    for name, run in runs.items():  # the same plan but the rank
+        plan, twin_plan = run["night_plan"], rank8[name]["night_plan"]
+        assert plan["lora_rank"] == 16 and twin_plan.get("lora_rank", 8) == 8
+        assert {k: v for k, v in plan.items() if k != "lora_rank"} == twin_plan
+    text = " ".join(section[: section.index("\n## ", 3)].split())
+
+    def rejected(arms: dict) -> list[float]:
+        return sorted(
+            n["gate"]["after"]["retention"]
+            for run in arms.values()
+            for n in run["nights"].values()
+            if n["status"] == "rejected"
+        )
+
+    def published(arms: dict) -> str:
+        nights = [n for run in arms.values() for n in run["nights"].values()]
+        return f"{sum(n['status'] == 'published' for n in nights)} of {len(nights)}"
+
+    r16, r8 = rejected(runs), rejected(rank8)
+    assert f"fell to {r16[0]:.3f}-{r16[-1]:.3f} robust" in text
+    assert f"(rank 8: {r8[0]:.3f}-{r8[-1]:.3f})" in text
+    assert f"published {published(runs)} rank-16 nights" in text
+    assert f"against {published(rank8)} for the same three arms at rank 8" in text
+
+    levers = _benchmark("long_run_levers")
+
+    def sixth(arms: dict, key: str) -> str:
+        names = ("rank16", "rank16_seed1", "rank16_replay64")
+        return " / ".join(f"{levers.lever_row(arms[n])[key]:.2f}" for n in names)
+
+    for key, label in (("skills_kept_min", "weakest night stood at"), ("facts_after_last",
+                       "facts at")):  # fmt: skip
+        assert f"{label} {sixth(runs, key)} (rank 8: {sixth(rank8, key)})" in text
+    morning_after = [
+        run["mornings"]["1"]["skills"]["by_night"]["1"]["acc"]
+        for run in (runs["rank16"], rank8["rank16"])
+    ]
+    assert f"{morning_after[0]:.2f} of night 1's skills the morning after, against " in text
+    assert f"against {morning_after[1]:.2f} at rank 8" in text
+    night_file = RESULTS / "long_run" / "gpu_rank16" / "night_size_128_r16.json"
+    (night,) = json.loads(night_file.read_text())["rows"]
+    assert night["status"] == "rejected" and night["claimed"] == 128
+    assert "robust retention 1.000 -> 0.968" in night["gate_reason"]
+    assert "robust retention 1.000 -> 0.968, 3.2 points" in text
+
+
 def test_the_128_demonstration_night_is_quoted_as_measured():
     readme = (RESULTS / "long_run" / "README.md").read_text()
     section = readme[readme.index("## One night of 128 demonstrations") :]
