@@ -76,8 +76,18 @@ def test_a_verified_tool_run_is_logged_as_a_trajectory_and_retrieved_next_time(s
     agent = create_agent(model, tools=[lookup], middleware=[middleware])
     agent.invoke({"messages": [HumanMessage("Who leads the Nerost Lab?")]})
     first_call = model.seen[0]
-    assert [m.content for m in first_call[:2]] == [demo.query, demo.answer]  # few-shot turns
-    assert len(store.list()) == 1  # the same episode again is stored once
+    # the few-shot turns are the whole run, tool call and result included (a tool episode shown
+    # as its question and prose answer teaches prose: graphs.fewshot), then the task
+    shot = first_call[:4]
+    assert [m.type for m in shot] == ["human", "ai", "tool", "ai"]
+    assert shot[1].tool_calls[0]["args"] == {"name": "Nerost"}
+    assert [shot[0].content, shot[2].content, shot[3].content] == [
+        demo.query,
+        "Quenvel Ostrami",
+        demo.answer,
+    ]
+    assert first_call[4].content == "Who leads the Nerost Lab?" and len(first_call) == 5
+    assert len(store.list()) == 1  # the same episode again is stored once, without the shots
 
 
 def test_undecided_runs_wait_for_feedback_and_a_correction_becomes_the_demonstration(store):

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage, messages_to_dict
 
-from agent_cl.consolidation.trajectories import chat_messages
 from agent_cl.evals.facts import Fact
+from agent_cl.graphs.fewshot import demonstration_messages
 from agent_cl.memory.schema import TOOLS_KEY, Demonstration
 from agent_cl.models.chat import DEFAULT_SYSTEM, ChatMessage, task_message
 from agent_cl.models.conversation import system_line
 from agent_cl.scoring.matching import answer_matches
 from agent_cl.scoring.tool_calls import parse_tool_calls
+from agent_cl.serving.chat_model import to_chat_messages
 
 SUITES = ("facts", "json", "tools")  # the default plan's
 # `facts-varied`: twelve topics in several note forms, many answers numbers (evals.varied_facts)
@@ -67,12 +68,9 @@ def with_demonstrations(
 
 
 def demonstration_turns(demo: Demonstration) -> list[ChatMessage]:
-    if demo.messages:
-        return [m for m in chat_messages(demo.messages) if m["role"] != "system"]
-    return [
-        {"role": "user", "content": task_message(demo.query)},
-        {"role": "assistant", "content": demo.answer},
-    ]
+    """The turns an app's agent shows for `demo` (graphs.fewshot), as the served model reads
+    them."""
+    return to_chat_messages(demonstration_messages(demo))
 
 
 def build_suite(name: str, n: int, seed: int = 0) -> Suite:

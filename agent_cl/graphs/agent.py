@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.graph import END, START, StateGraph
 
 from agent_cl.config import Tenant
@@ -18,6 +18,7 @@ from agent_cl.memory.base import DemonstrationStore
 from agent_cl.memory.schema import Demonstration, DemoStatus
 from agent_cl.models.chat import DEFAULT_SYSTEM, task_message
 
+from .fewshot import demonstration_messages
 from .middleware import DEFAULT_MIN_SCORE
 from .state import AgentInput, AgentState
 from .verifiers import expected_answer_verifier
@@ -27,11 +28,7 @@ Verifier = Callable[[AgentState], bool]
 
 
 def demonstration_turns(demos: list[Demonstration]) -> list[BaseMessage]:
-    turns: list[BaseMessage] = []
-    for demo in demos:
-        turns.append(HumanMessage(demo.query))
-        turns.append(AIMessage(demo.answer))
-    return turns
+    return [turn for demo in demos for turn in demonstration_messages(demo)]
 
 
 def task_messages(

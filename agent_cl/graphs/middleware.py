@@ -11,10 +11,11 @@ one `EpisodeLogger`, so an episode is judged the same way wherever it ran:
 - an episode keeps the whole trajectory (LangChain message dicts, tool calls and tool results
   included), so nothing of the run is lost for consolidation or audit.
 
-Retrieved demonstrations enter as earlier user/assistant turns (measured on the embedded model:
-turns work as few-shot evidence, inlined examples get copied), only those scoring at least
-`min_score` (0.8: the demo's measured threshold; below it neighbours were other facts' and
-misled the model), within `token_budget` prompt tokens.
+Retrieved demonstrations enter as the turns they were (`graphs.fewshot`: the whole run for a
+tool episode, tool call and result included; measured on the embedded model: turns work as
+few-shot evidence, inlined examples get copied, and a tool episode shown as prose teaches prose),
+only those scoring at least `min_score` (0.8: the demo's measured threshold; below it neighbours
+were other facts' and misled the model), within `token_budget` prompt tokens.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, NotRequired
 
 from langchain.agents.middleware import AgentMiddleware, AgentState
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, messages_to_dict
+from langchain_core.messages import AIMessage, BaseMessage, messages_to_dict
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.config import get_config
 
 from agent_cl.config import validate_tenant
+from agent_cl.graphs.fewshot import demonstration_messages, turns_text
 from agent_cl.memory.base import DemonstrationStore
 from agent_cl.memory.schema import SYSTEM_KEY, TOOLS_KEY, Demonstration, DemoStatus
 from agent_cl.scoring.verifier_paths import verifier_path
@@ -106,7 +108,7 @@ class EpisodeLogger:
         for hit in hits:
             if hit.score < self.min_score:
                 continue
-            cost = approx_tokens(hit.demonstration.query) + approx_tokens(hit.demonstration.answer)
+            cost = approx_tokens(turns_text(demonstration_messages(hit.demonstration)))
             if used + cost > self.token_budget:
                 break
             chosen.append(hit.demonstration)
@@ -118,11 +120,11 @@ class EpisodeLogger:
         task = next((m for m in own_messages(messages) if m.type == "human"), None)
         if task is None:
             return []
-        turns: list[BaseMessage] = []
-        for demo in self.retrieve(message_text(task)):
-            turns.append(HumanMessage(demo.query, response_metadata=dict(_DEMO_MARK)))
-            turns.append(AIMessage(demo.answer, response_metadata=dict(_DEMO_MARK)))
-        return turns
+        return [
+            turn
+            for demo in self.retrieve(message_text(task))
+            for turn in demonstration_messages(demo, mark=_DEMO_MARK)
+        ]
 
     # -- after the run ----------------------------------------------------------------------
     def log(
