@@ -817,10 +817,15 @@ def test_the_full_runs_rejections_are_quoted_as_the_gate_gave_them():
     run = _long_run("full")
     text = " ".join((RESULTS / "long_run" / "README.md").read_text().split())
     rejected = [k for k, n in run["nights"].items() if n["status"] == "rejected"]
-    assert rejected == ["3", "9", "12"]  # a new rejection is quoted before it is committed
-    twelfth = run["nights"]["12"]["gate"]
-    under_replaced = 100 * (twelfth["before"]["retention"] - twelfth["after"]["retention"])
-    assert f"3.6 points, {under_replaced:.1f} under the version it would have replaced" in text
+    assert rejected == ["3", "9", "12", "14"]  # a new rejection is quoted before it is committed
+    for key in ("12", "14"):
+        gate = run["nights"][key]["gate"]
+        points = 100 * (gate["base"]["retention"] - gate["after"]["retention"])
+        under_replaced = 100 * (gate["before"]["retention"] - gate["after"]["retention"])
+        assert (
+            f"rejected at {points:.1f} points, {under_replaced:.1f} under the version it would "
+            "have replaced" in text
+        )
     for key in rejected:
         night = run["nights"][key]
         gate = night["gate"]
@@ -828,3 +833,63 @@ def test_the_full_runs_rejections_are_quoted_as_the_gate_gave_them():
         assert f"ight {key} was rejected at {points:.1f} points" in text
     kls = [m["kl_from_base"] for m in run["mornings"].values()]
     assert f"KL from the base stayed {min(kls):.3f}-{max(kls):.3f}" in text
+
+
+def test_the_fewshot_formats_are_quoted_as_measured():
+    doc = (RESULTS / "tools.md").read_text()
+    section = doc[doc.index("## Through the app's own memory") :]
+    section = section[: section.index("\n## ", 3)]
+    runs = [
+        json.loads((RESULTS / name).read_text())
+        for name in ("fewshot_tools.json", "fewshot_tools_long_run.json")
+    ]
+    table = _table_rows(section, "| served weights and store | none |")
+    assert len(table) == len(runs) == 2
+    for cells, run in zip(table, runs, strict=True):
+        rows = run["rows"]
+        for cell, fmt in zip(cells[1:], ("none", "prose", "run"), strict=True):
+            row = rows[fmt]
+            assert cell.strip("*") == f"{row['called']} / {row['n']}"
+            assert sum(row["per_lab"]) == row["called"] and len(row["per_lab"]) == row["n"]
+        # the three formats asked the same labs and retrieved alike
+        assert rows["prose"]["shots"] == rows["run"]["shots"] and set(rows["none"]["shots"]) == {0}
+    text = " ".join(section.split())
+    base = runs[0]["rows"]["run"]
+    by_shots = {
+        n: (
+            sum(c for c, s in zip(base["per_lab"], base["shots"], strict=True) if s == n),
+            base["shots"].count(n),
+        )
+        for n in (2, 1, 0)
+    }
+    assert (
+        f"{by_shots[2][0]} of {by_shots[2][1]} such labs called the tool, "
+        f"{by_shots[1][0]} of {by_shots[1][1]} with one episode" in text
+    )
+    assert f"{by_shots[0][0]} of {by_shots[0][1]} with none" in text
+    # what the 20-night run's days and mornings measured, quoted in the section's first lines
+    full = _long_run("full")
+    days = [full["days"][str(d)]["tasks"]["tools/new"] for d in range(8, 15)]
+    assert {d["served_solved"] for d in days} == {0} and {d["asked"] for d in days} == {6}
+    tools = [full["mornings"][str(m)]["skills"]["by_kind"]["tools"]["acc"] for m in range(8, 15)]
+    assert f"measured {min(tools):.2f}-{max(tools):.2f}" in text
+
+
+def test_the_readme_quotes_the_full_run_at_its_last_committed_morning():
+    run = _long_run("full")
+    last = max(run["mornings"], key=int)
+    morning = run["mornings"][last]
+    kinds = morning["skills"]["by_kind"]
+    published = sum(n["status"] == "published" for n in run["nights"].values())
+    drop = 100 * (morning["base"]["robust"] - morning["retention"]["robust"])
+    rejected = [k for k, n in run["nights"].items() if n["status"] == "rejected"]
+    gate = run["nights"][rejected[-1]]["gate"]
+    worst = 100 * (gate["base"]["retention"] - gate["after"]["retention"])
+    main = " ".join((ROOT / "README.md").read_text().split())
+    assert (
+        f"After {last} nights, {published} published, robust retention {drop:.1f} points under "
+        f"the base, tool calls {kinds['tools']['acc']:.2f} and JSON formats "
+        f"{kinds['json']['acc']:.2f} from the weights, facts {kinds['facts']['acc']:.2f}, the "
+        f"weakest night {_weakest_night(morning['skills']):.2f}; the gate rejected nights "
+        f"{', '.join(rejected[:-1])} and {rejected[-1]} (the last at {worst:.1f} points" in main
+    )
