@@ -149,6 +149,14 @@ def test_two_nights_of_a_life_resume_and_report(tiny_model_dir, tmp_path, monkey
 
     report = build_report(results)
     assert "## Nights" in report and "## After the last night" in report
+    # what the app's own agent solved by day, tools apart (where a prose few-shot once hid)
+    day = results["days"]["1"]["tasks"]
+    tools = [row for name, row in day.items() if name.startswith("tools/")]
+
+    def share(rows: list[dict]) -> str:
+        return f"{sum(r['served_solved'] for r in rows)}/{sum(r['asked'] for r in rows)}"
+
+    assert tools and f" | {share(list(day.values()))} ({share(tools)}) | " in report
     assert f"took {summary['run_s'] / 60:.1f} minutes" in report
     assert "## The same questions with text memory" in report
     assert {p.name for p in write_plots(results, tmp_path)} == {

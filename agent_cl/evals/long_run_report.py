@@ -46,21 +46,24 @@ def build_report(data: dict[str, Any]) -> str:
         lines += ["", f"Days, nights and mornings took {summary['run_s'] / 60:.1f} minutes."]
     lines += ["", "## Nights", ""]
     lines += [
-        "| night | logged by day | claimed | steps | seconds | gate | served | this night's "
-        "skills | all skills | robust ret. (base) | KL from base |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| night | logged by day | solved by the served agent (tools) | claimed | steps | "
+        "seconds | gate | served | this night's skills | all skills | robust ret. (base) | "
+        "KL from base |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in _keys(nights):
         night, morning = nights[key], mornings.get(key, {})
-        logged = sum(row["logged"] for row in days.get(key, {}).get("tasks", {}).values())
-        asked = sum(row["asked"] for row in days.get(key, {}).get("tasks", {}).values())
+        tasks = days.get(key, {}).get("tasks", {})
+        logged = sum(row["logged"] for row in tasks.values())
+        asked = sum(row["asked"] for row in tasks.values())
         skills = morning.get("skills", {})
         own = skills.get("by_night", {}).get(key, {}).get("acc")
         retention = (morning.get("retention") or {}).get("robust")
         base = (morning.get("base") or {}).get("robust")
         gate = night["status"] if night["status"] != "rejected" else "rejected"
         lines.append(
-            f"| {key} | {logged}/{asked} | {night['demonstrations']} | {night['steps'] or 0} | "
+            f"| {key} | {logged}/{asked} | {_solved_by_day(tasks)} | "
+            f"{night['demonstrations']} | {night['steps'] or 0} | "
             f"{night['seconds']:.0f} | {gate} | v{morning.get('served_version') or 0} | "
             f"{_pct(own)} | {_pct(skills.get('acc'))} | {_pct(retention)} ({_pct(base)}) | "
             f"{_kl(morning.get('kl_from_base'))} |"
@@ -77,6 +80,20 @@ def build_report(data: dict[str, Any]) -> str:
         lines += _last_morning(mornings[max(mornings, key=int)])
     lines += _memory(mornings)
     return "\n".join(lines) + "\n"
+
+
+def _solved_by_day(tasks: dict[str, dict[str, int]]) -> str:
+    """What the app's own agent solved on the served model before any stronger model's run was
+    logged, with tools apart: a skill the weights hold can still fail in the app (the
+    middleware's few-shot turns once turned every tool call into prose)."""
+    if not tasks or any("served_solved" not in row for row in tasks.values()):
+        return "-"  # recorded before the day counted it
+
+    def share(rows: list[dict[str, int]]) -> str:
+        return f"{sum(r['served_solved'] for r in rows)}/{sum(r['asked'] for r in rows)}"
+
+    tools = [row for name, row in tasks.items() if name.startswith("tools/")]
+    return share(list(tasks.values())) + (f" ({share(tools)})" if tools else "")
 
 
 def _kl(value: Any) -> str:
