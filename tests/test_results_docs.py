@@ -893,3 +893,33 @@ def test_the_readme_quotes_the_full_run_at_its_last_committed_morning():
         f"weakest night {_weakest_night(morning['skills']):.2f}; the gate rejected nights "
         f"{', '.join(rejected[:-1])} and {rejected[-1]} (the last at {worst:.1f} points" in main
     )
+
+
+def test_the_quick_run_on_todays_code_reproduces_the_replay16_line():
+    before, now = _long_run("quick_replay16"), _long_run("quick_fewshot")
+    text = " ".join((RESULTS / "long_run" / "README.md").read_text().split())
+    timing = {"max_night_s", "run_s", "kl_from_base"}
+    assert {k: v for k, v in now["summary"].items() if k not in timing} == {
+        k: v for k, v in before["summary"].items() if k not in timing
+    }
+    assert f"`max_night_s` ({now['summary']['max_night_s']:.0f})" in text
+    assert f"KL {now['summary']['kl_from_base']:.4f}" in text
+    assert f"took {now['summary']['run_s'] / 60:.1f} minutes" in text
+    for run in (before, now):
+        assert [n["status"] for n in run["nights"].values()] == [
+            "published",
+            "rejected",
+            "published",
+            "published",
+        ]
+    solved = [r["days"]["3"]["tasks"]["tools/new"] for r in (now, before)]
+    assert (
+        f"solved {solved[0]['served_solved']} of {solved[0]['asked']} tool tasks on day 3" in text
+    )
+    assert f"where it had solved {solved[1]['served_solved']}" in text
+    gate = now["nights"]["2"]["gate"]
+    assert (
+        f"rejected at {100 * (gate['base']['retention'] - gate['after']['retention']):.1f}" in text
+    )
+    for key in now["mornings"]:
+        assert now["mornings"][key]["skills"] == before["mornings"][key]["skills"]
