@@ -92,7 +92,11 @@ def main() -> None:
         night_settings = dataclasses.replace(
             settings,
             sleep_method=args.method or DEFAULT_METHOD,
-            sleep_steps_per_demo=args.steps_per_demo or settings.sleep_steps_per_demo,
+            sleep_steps_per_demo=(
+                settings.sleep_steps_per_demo
+                if args.steps_per_demo is None
+                else args.steps_per_demo
+            ),
             gate_enabled=not args.no_gate,
             sleep_replay=args.replay,
             **(

@@ -14,13 +14,13 @@ by the built-in agent, or written by hand) enters as its question and answer.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, messages_from_dict
 
 from agent_cl.memory.schema import Demonstration
 from agent_cl.models.chat import task_message
+from agent_cl.serving.chat_model import to_chat_messages
 
 
 def demonstration_messages(
@@ -39,10 +39,6 @@ def demonstration_messages(
 
 
 def turns_text(turns: Sequence[BaseMessage]) -> str:
-    """What the turns put in the prompt (text and tool calls), for a token estimate."""
-    parts = []
-    for turn in turns:
-        parts.append(turn.content if isinstance(turn.content, str) else turn.text)
-        for call in getattr(turn, "tool_calls", None) or []:
-            parts.append(json.dumps({"name": call["name"], "arguments": call["args"]}))
-    return "\n".join(parts)
+    """What the turns put in the prompt, as the served model reads them (tool calls rendered
+    by the chat model's own conversion), for a token estimate."""
+    return "\n".join(message["content"] for message in to_chat_messages(list(turns)))
