@@ -185,6 +185,16 @@ class Settings:
     sleep_replay: int = field(
         default=16, metadata={"help": "consolidated demonstrations replayed per night"}
     )
+    # None (the same as sleep_steps_per_demo) until a lighter replay is measured on runs of
+    # several nights: replaying every consolidated demonstration kept the most facts on the
+    # GPU (gpu_replay_coverage/) but took the new night's share of the steps.
+    sleep_replay_steps_per_demo: int | None = field(
+        default=None,
+        metadata={
+            "help": "training steps per replayed demonstration, and its weight beside a new "
+            "one's sleep_steps_per_demo (default: the same)"
+        },
+    )
     # 0: uniform over every consolidated demonstration. Half from the newest night (0.5) was
     # measured on the quick long run (docs/results/long_run/README.md): skills_kept_min 0.56
     # against 0.43, but its night 3 was rejected and night 1's facts fell to 0.56; one seed.
@@ -287,6 +297,12 @@ class Settings:
         for name in ("sleep_replay", "sleep_checkpoint_every"):
             _at_least(name, getattr(self, name), 0)
         _at_least("sleep_steps", self.sleep_steps, 1)
+        _at_least("sleep_replay_steps_per_demo", self.sleep_replay_steps_per_demo, 1)
+        if self.sleep_replay_steps_per_demo is not None and self.sleep_steps is not None:
+            raise ConfigError(
+                "sleep_replay_steps_per_demo sizes a night by its demonstrations; "
+                "it cannot be combined with a fixed sleep_steps"
+            )
         _one_of("sleep_lora_per_night", self.sleep_lora_per_night, LORA_PER_NIGHT)
         _one_of("sleep_dtype", self.sleep_dtype, SLEEP_DTYPES)
         _at_least("sleep_max_demos", self.sleep_max_demos, 1)

@@ -22,7 +22,10 @@
 # night128_r16 (LoRA rank 16) and night128_spd12 (12 steps per demonstration) ask whether the
 # 128 night lacks capacity or exposure. More arms run only when named: replay16,
 # replay16_seed1, replay64 (every consolidated demonstration of a quick run), recent10 (replay
-# 8, all from the newest night first), rank16, rank16_seed1 and rank16_replay64 (LoRA rank 16).
+# 8, all from the newest night first), rank16, rank16_seed1 and rank16_replay64 (LoRA rank 16),
+# and light64 / light64_seed1 (every consolidated demonstration replayed at 2 steps each
+# instead of 8, drawn a quarter as often as a new one: coverage without taking the new night's
+# steps).
 set -u
 limit=${1:?seconds each arm may run}
 out=${2:?folder for the results}
@@ -75,6 +78,9 @@ arm recent10 AGENT_CL_SLEEP_REPLAY=8 AGENT_CL_SLEEP_REPLAY_RECENT=1.0
 arm rank16 AGENT_CL_SLEEP_LORA_RANK=16
 arm rank16_seed1 AGENT_CL_SLEEP_LORA_RANK=16 AGENT_CL_SEED=1
 arm rank16_replay64 AGENT_CL_SLEEP_LORA_RANK=16 AGENT_CL_SLEEP_REPLAY=64
+# coverage at a fixed share: the whole pool, each replayed demonstration a quarter of a new one
+arm light64 AGENT_CL_SLEEP_REPLAY=64 AGENT_CL_SLEEP_REPLAY_STEPS_PER_DEMO=2
+arm light64_seed1 AGENT_CL_SLEEP_REPLAY=64 AGENT_CL_SLEEP_REPLAY_STEPS_PER_DEMO=2 AGENT_CL_SEED=1
 
 nights128=${LEVERS_NIGHT128-night128}
 [[ $nights128 == 1 ]] && nights128=night128

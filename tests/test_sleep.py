@@ -356,6 +356,60 @@ def test_steps_per_demo_sizes_the_night_from_its_claim(tiny_model_dir, tmp_path,
         Settings(sleep_steps_per_demo=0)
 
 
+def test_a_light_replay_adds_its_own_steps_and_is_drawn_that_much_less(
+    tiny_model_dir, tmp_path, hash_embedder, monkeypatch
+):
+    from agent_cl.consolidation import trainer as trainer_module
+    from agent_cl.consolidation.run_state import TrainingRun
+
+    drawn: list[str] = []
+
+    class CountingRun(TrainingRun):
+        def next_batch(self):
+            batch = super().next_batch()
+            drawn.extend(d.query for d in batch)
+            return batch
+
+    monkeypatch.setattr(trainer_module, "TrainingRun", CountingRun)
+    store = InMemoryDemonstrationStore(hash_embedder)
+    registry = AdapterRegistry(tmp_path / "a")
+    store.add(demos(4))
+    light = {"steps_per_demo": 4, "replay_steps_per_demo": 1}
+    assert night(store, registry, tiny_model_dir, **light).status == "published"
+    drawn.clear()
+    store.add([Demonstration(query="Who leads lab 9?", answer="Bo leads it.", tenant="t")])
+    config = ConsolidationConfig(method="sft", steps=2, batch_size=1)
+    report = night(store, registry, tiny_model_dir, replay=4, config=config, **light)
+    assert report.status == "published" and report.replayed == 4
+    # 4 steps for the new demonstration, 1 for each replayed one
+    assert report.train["steps"] == 4 + 4 and len(drawn) == 8
+    # one pass holds the new example 4 times and each replayed one once, in one order
+    assert drawn.count("Who leads lab 9?") == 4
+    assert sorted(q for q in drawn if q != "Who leads lab 9?") == sorted(d.query for d in demos(4))
+    assert registry.current().manifest["config"]["steps"] == 8
+
+
+def test_a_light_replay_is_refused_where_it_means_nothing(tmp_path, hash_embedder):
+    from agent_cl.consolidation.run_state import TrainingRun
+
+    with pytest.raises(ConfigError, match="sleep_replay_steps_per_demo"):
+        Settings(sleep_replay_steps_per_demo=0)
+    with pytest.raises(ConfigError, match="fixed sleep_steps"):
+        Settings(sleep_replay_steps_per_demo=2, sleep_steps=100)
+    with pytest.raises(ValueError, match="needs steps_per_demo"):
+        SleepJob(
+            store=InMemoryDemonstrationStore(hash_embedder), registry=AdapterRegistry(tmp_path),
+            model_dir=tmp_path, replay_steps_per_demo=2,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="one count >= 1 per example"):
+        TrainingRun(demos(2), random.Random(0), None, 1, draws=[1, 0])
+    # without draws, a pass is the data once each, in the order nights drew before the option
+    data = demos(3)
+    plain = list(data)
+    random.Random(5).shuffle(plain)
+    assert TrainingRun(data, random.Random(5), None, 3, draws=[1, 1, 1]).next_batch() == plain[::-1]
+
+
 def test_a_night_takes_its_budget_oldest_first_and_the_next_night_the_rest(
     tiny_model_dir, tmp_path, hash_embedder
 ):

@@ -44,6 +44,10 @@ MaxDemosOption = Annotated[
 ReplayOption = Annotated[
     int | None, typer.Option(help="consolidated demonstrations replayed per night")
 ]
+ReplayStepsOption = Annotated[
+    int | None,
+    typer.Option(help="steps per replayed demonstration, its weight beside a new one's"),
+]
 ReplayRecentOption = Annotated[
     float | None,
     typer.Option(help="share of the replay drawn from the newest night's demonstrations (0-1)"),
@@ -151,6 +155,7 @@ NIGHT_OPTIONS: dict[str, tuple[object, str]] = {
     "max_retention_drop": (DropOption, "gate_max_retention_drop"),
     "replay": (ReplayOption, "sleep_replay"),
     "replay_recent": (ReplayRecentOption, "sleep_replay_recent"),
+    "replay_steps_per_demo": (ReplayStepsOption, "sleep_replay_steps_per_demo"),
     "max_demos": (MaxDemosOption, "sleep_max_demos"),
     "max_attempts": (MaxAttemptsOption, "sleep_max_attempts"),
     "lora_per_night": (LoraPerNightOption, "sleep_lora_per_night"),

@@ -19,8 +19,13 @@ class TrainingRun:
         rng: random.Random,
         ema: EMATeacher | None,
         batch_size: int,
+        draws: list[int] | None = None,
     ) -> None:
+        if draws is not None and (len(draws) != len(data) or min(draws, default=1) < 1):
+            raise ValueError("draws needs one count >= 1 per example")
         self.data = data
+        # how many times each example appears in one pass (None: once each)
+        self.draws = draws
         self.rng = rng
         self.ema = ema
         self.batch_size = min(batch_size, len(data))
@@ -29,11 +34,13 @@ class TrainingRun:
         self.first_step = 1
 
     def next_batch(self) -> list[Demonstration]:
-        """The next `batch_size` items of a reshuffled pass over the data (epochs wrap)."""
+        """The next `batch_size` items of a reshuffled pass over the data (epochs wrap); a pass
+        holds each example as many times as `draws` says."""
         batch = []
         while len(batch) < self.batch_size:
             if not self.order:
-                self.order = list(self.data)
+                counts = self.draws or [1] * len(self.data)
+                self.order = [d for d, n in zip(self.data, counts, strict=True) for _ in range(n)]
                 self.rng.shuffle(self.order)
             batch.append(self.order.pop())
         return batch

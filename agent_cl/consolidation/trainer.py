@@ -155,8 +155,15 @@ class ConsolidationTrainer(ObjectiveTerms):
         checkpoint_dir: Path | None = None,
         checkpoint_every: int = 0,
         exclude_questions: Sequence[str] = (),
+        replayed: Sequence[Demonstration] = (),
+        draws: tuple[int, int] = (1, 1),
     ) -> TrainResult:
         """Train and save the adapter to `out_dir`.
+
+        `replayed` demonstrations (ones an earlier night consolidated) train beside the new
+        ones; a pass over the data draws each new example `draws[0]` times and each replayed
+        one `draws[1]` times, so a night can replay a large pool lightly without taking the
+        new demonstrations' share of the steps.
 
         With `checkpoint_dir` and `checkpoint_every` > 0 the full training state (adapter,
         optimizer, data order, random state, EMA, history, augmented data) is saved atomically
@@ -166,7 +173,10 @@ class ConsolidationTrainer(ObjectiveTerms):
         """
         if not demonstrations:
             raise ValueError("nothing to consolidate: no demonstrations given")
-        demonstrations = trajectories.expand(demonstrations)  # one example per assistant turn
+        if min(draws) < 1:
+            raise ValueError(f"draws must be >= 1 each, got {draws}")
+        replayed = trajectories.expand(replayed)
+        demonstrations = [*trajectories.expand(demonstrations), *replayed]  # one per ai turn
         if self.config.anchor_near_share > 0:
             self.near_anchors = self._nearest_anchors(demonstrations)
         if checkpoint_every < 0:
@@ -174,6 +184,8 @@ class ConsolidationTrainer(ObjectiveTerms):
         checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         state = checkpoint.load() if checkpoint is not None else None
         run = self._prepare(demonstrations, state, exclude_questions)
+        if draws != (1, 1):
+            run.draws = example_draws(run.data, {d.id for d in replayed}, draws)
         self.model.train()
         start = time.perf_counter()
         for step in range(run.first_step, self.config.steps + 1):
@@ -288,3 +300,15 @@ class ConsolidationTrainer(ObjectiveTerms):
     def candidate(self) -> CandidateModel:
         """The adapter as trained so far, for the gate's questions (no copy of the weights)."""
         return CandidateModel(self.model, self.tokenizer, batch_size=self.generate_batch_size)
+
+
+def example_draws(
+    data: Sequence[Demonstration], replayed_ids: set[str], draws: tuple[int, int]
+) -> list[int]:
+    """Each training example's count in one pass: a replayed demonstration's, or a paraphrase
+    written from one (`augmented_from`), takes `draws[1]`; every other example `draws[0]`."""
+    new, old = draws
+    return [
+        old if d.id in replayed_ids or d.metadata.get("augmented_from") in replayed_ids else new
+        for d in data
+    ]

@@ -81,6 +81,7 @@ class Night:
             "replay": self.plan.replay,
             "replay_recent": self.plan.replay_recent,
             "steps_per_demo": self.plan.night_steps_per_demo,
+            "replay_steps_per_demo": self.plan.replay_steps_per_demo,
             "max_demonstrations": self.plan.max_demos,
             "max_attempts": self.plan.max_attempts,
         }

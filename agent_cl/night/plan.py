@@ -33,6 +33,7 @@ class NightPlan:
     replay_recent: float = 0.0  # share of the replay taken from the newest night's demonstrations
     dtype: str = "auto"  # training and gate precision ("auto": fp32, on CUDA or CPU)
     lora_rank: int = 8  # the LoRA a night trains (alpha twice it)
+    replay_steps_per_demo: int | None = None  # None: a replayed demonstration trains as a new one
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NightPlan:
@@ -55,6 +56,7 @@ class NightPlan:
             replay_recent=settings.sleep_replay_recent,
             dtype=settings.sleep_dtype,
             lora_rank=settings.sleep_lora_rank,
+            replay_steps_per_demo=settings.sleep_replay_steps_per_demo,
         )
         plan.consolidation()
         plan.gate_config()

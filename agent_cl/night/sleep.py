@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import math
 import random
 import time
 import uuid
@@ -100,6 +101,10 @@ class SleepJob:
     # included) instead of `config.steps`: the default recipe was measured at 8 (32 passes
     # over each demonstration at batch 4), and a night with more work needs more steps.
     steps_per_demo: int | None = None
+    # Steps each replayed demonstration adds, and its weight in the night's data beside a new
+    # one's `steps_per_demo` (None: the same): a large replay drawn lightly covers the pool
+    # without taking the new demonstrations' steps. Needs `steps_per_demo`.
+    replay_steps_per_demo: int | None = None
     # The night's budget: at most this many pending demonstrations, oldest first (None: all).
     max_demonstrations: int | None = None
     # Nights a demonstration may be trained in before a rejection is final: a rejected night's
@@ -113,6 +118,13 @@ class SleepJob:
             raise ValueError(f"max_demonstrations must be >= 1, got {self.max_demonstrations}")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.replay_steps_per_demo is not None:
+            if self.steps_per_demo is None:
+                raise ValueError("replay_steps_per_demo needs steps_per_demo (a night by demos)")
+            if self.replay_steps_per_demo < 1:
+                raise ValueError(
+                    f"replay_steps_per_demo must be >= 1, got {self.replay_steps_per_demo}"
+                )
         if not 0.0 <= self.replay_recent <= 1.0:
             raise ValueError(f"replay_recent must be in [0, 1], got {self.replay_recent}")
         self.model_dir = Path(self.model_dir)
@@ -245,8 +257,10 @@ class SleepJob:
         remove_partial_directories(run_dir)  # a candidate half-written by a killed run
         with atomic_directory(run_dir / "candidate", replace=True) as staging:
             result = trainer.train(
-                [*demos, *replayed],
+                demos,
                 staging,
+                replayed=replayed,
+                draws=self._draws(),
                 on_step=self.on_step,
                 checkpoint_dir=run_dir / "checkpoint",
                 checkpoint_every=self.checkpoint_every,
@@ -404,8 +418,17 @@ class SleepJob:
         journal keeps the ids, so a resumed run trains exactly as long)."""
         if self.steps_per_demo is None:
             return self.config
-        n = len(entry.demonstration_ids) + len(entry.replay_ids)
-        return dataclasses.replace(self.config, steps=self.steps_per_demo * n)
+        replay_rate = self.replay_steps_per_demo or self.steps_per_demo
+        steps = self.steps_per_demo * len(entry.demonstration_ids)
+        steps += replay_rate * len(entry.replay_ids)
+        return dataclasses.replace(self.config, steps=steps)
+
+    def _draws(self) -> tuple[int, int]:
+        """A new and a replayed example's counts in one pass, in the ratio of their steps."""
+        if self.steps_per_demo is None or self.replay_steps_per_demo is None:
+            return (1, 1)
+        common = math.gcd(self.steps_per_demo, self.replay_steps_per_demo)
+        return (self.steps_per_demo // common, self.replay_steps_per_demo // common)
 
     @staticmethod
     def _answers(gate: Gate, candidate: CandidateModel, *, adapter: bool = True) -> Generate:
