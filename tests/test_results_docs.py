@@ -788,6 +788,33 @@ def test_the_readme_quotes_the_full_run_at_its_sixth_morning():
     assert f"retrieval answered {memory:.2f} of the facts there (morning 4)" in main
 
 
+def test_the_full_runs_last_morning_is_quoted_as_measured():
+    run = _long_run("full")
+    last = run["mornings"]["20"]
+    text = " ".join((RESULTS / "long_run" / "README.md").read_text().split())
+
+    def kinds(scores: dict) -> str:
+        by_kind = scores["by_kind"]
+        return (
+            f"{scores['acc']:.2f} (facts {by_kind['facts']['acc']:.2f}, JSON "
+            f"{by_kind['json']['acc']:.2f}, tools {by_kind['tools']['acc']:.2f})"
+        )
+
+    assert (
+        f"the agent's retrieval {kinds(last['agent_retrieval'])}, the base with top-2 retrieval "
+        f"{kinds(last['text_memory'])}" in text
+    )
+    weights = last["skills"]
+    assert f"the weights {weights['acc']:.2f} of everything (facts" in text
+    first = [run["mornings"][str(k)]["skills"]["by_night"]["1"]["acc"] for k in range(2, 21)]
+    assert f"Night 1's skills held {min(first):.2f}-{max(first):.2f} from morning 2" in text
+    after = [run["mornings"][k]["skills"]["by_night"][k]["acc"] for k in run["nights"]]
+    reached = sum(a >= 0.8 - 1e-9 for a in after)
+    assert f"{reached} of 20 nights reached it" in text
+    assert f"and {_weakest_night(weights):.2f} after morning 20" in text
+    assert f"{run['summary']['run_s'] / 3600:.1f} hours of run time" in text
+
+
 def test_the_full_runs_eighth_morning_is_quoted_as_measured():
     mornings = _long_run("full")["mornings"]
     eighth = mornings["8"]
