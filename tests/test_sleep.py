@@ -376,6 +376,14 @@ def test_a_light_replay_adds_its_own_steps_and_is_drawn_that_much_less(
     store.add(demos(4))
     light = {"steps_per_demo": 4, "replay_steps_per_demo": 1}
     assert night(store, registry, tiny_model_dir, **light).status == "published"
+    # with nothing to replay the night draws as a plain one does
+    plain = AdapterRegistry(tmp_path / "plain")
+    first = drawn[:]
+    drawn.clear()
+    again = InMemoryDemonstrationStore(hash_embedder)
+    again.add(demos(4))
+    assert night(again, plain, tiny_model_dir, steps_per_demo=4).status == "published"
+    assert drawn == first
     drawn.clear()
     store.add([Demonstration(query="Who leads lab 9?", answer="Bo leads it.", tenant="t")])
     config = ConsolidationConfig(method="sft", steps=2, batch_size=1)

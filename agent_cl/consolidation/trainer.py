@@ -184,7 +184,7 @@ class ConsolidationTrainer(ObjectiveTerms):
         checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         state = checkpoint.load() if checkpoint is not None else None
         run = self._prepare(demonstrations, state, exclude_questions)
-        if draws != (1, 1):
+        if replayed and draws[0] != draws[1]:  # else every example counts alike: plain passes
             run.draws = example_draws(run.data, {d.id for d in replayed}, draws)
         self.model.train()
         start = time.perf_counter()
