@@ -185,9 +185,11 @@ class Settings:
     sleep_replay: int = field(
         default=16, metadata={"help": "consolidated demonstrations replayed per night"}
     )
-    # None (the same as sleep_steps_per_demo) until a lighter replay is measured on runs of
-    # several nights: replaying every consolidated demonstration kept the most facts on the
-    # GPU (gpu_replay_coverage/) but took the new night's share of the steps.
+    # None (the same as sleep_steps_per_demo): replaying every consolidated demonstration kept
+    # the most facts on the GPU (gpu_replay_coverage/) but took the new night's share of the
+    # steps; replaying it all at 2 steps each published the quick run's night 2 where the
+    # default's was rejected, then its nights 3-4 hit the ceiling against the base (2 of 4
+    # published, weakest night 0.33 against 0.57; one CPU run, quick_light64/).
     sleep_replay_steps_per_demo: int | None = field(
         default=None,
         metadata={

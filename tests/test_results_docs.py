@@ -950,3 +950,36 @@ def test_the_quick_run_on_todays_code_reproduces_the_replay16_line():
     )
     for key in now["mornings"]:
         assert now["mornings"][key]["skills"] == before["mornings"][key]["skills"]
+
+
+def test_the_light_replay_run_is_quoted_as_measured():
+    from agent_cl.evals.long_run import final_line
+
+    light, default = _long_run("quick_light64"), _long_run("quick_fewshot")
+    text = " ".join((RESULTS / "long_run" / "README.md").read_text().split())
+    assert light["night_plan"]["replay"] == 64 and light["night_plan"]["replay_steps_per_demo"] == 2
+    assert {
+        k: v for k, v in light["night_plan"].items() if k not in ("replay", "replay_steps_per_demo")
+    } == {k: v for k, v in default["night_plan"].items() if k != "replay"}
+    assert f"`{final_line(light['summary'])}`" in text
+    for key, night in light["nights"].items():
+        morning = light["mornings"][key]["skills"]
+        after = night["gate"]["after"]["retention"]
+        row = (
+            f"| {key} | {night['demonstrations']} | {night['replayed']} | {night['steps']} | "
+            f"{night['seconds']:.0f} | "
+        )
+        assert row in text
+        assert (
+            f"| {after:.3f} | {morning['by_night'][key]['acc']:.2f} | "
+            f"{morning['by_kind']['facts']['acc']:.2f} |" in text
+        )
+    # night 1 trained as the default's did; night 2's candidates, in robust items under the base
+    assert light["nights"]["1"]["gate"]["after"] == default["nights"]["1"]["gate"]["after"]
+    items = {
+        name: round(128 * (1 - run["nights"]["2"]["gate"]["after"]["retention"]))
+        for name, run in (("light", light), ("default", default))
+    }
+    assert items == {"light": 3, "default": 10}
+    assert (light["summary"]["published"], default["summary"]["published"]) == (2, 3)
+    assert f"took {light['summary']['run_s'] / 60:.1f} minutes" in text
