@@ -21,7 +21,8 @@
 # defaults; 0 or "" for none: fewer processes on the GPU finish more nights in the same time):
 # night128_r16 (LoRA rank 16) and night128_spd12 (12 steps per demonstration) ask whether the
 # 128 night lacks capacity or exposure. More arms run only when named: replay16,
-# replay16_seed1, replay64 (every consolidated demonstration of a quick run), recent10 (replay
+# replay16_seed1, replay64 and replay64_seed1 (every consolidated demonstration of a quick run),
+# recent10 (replay
 # 8, all from the newest night first), rank16, rank16_seed1 and rank16_replay64 (LoRA rank 16),
 # and light64 / light64_seed1 (every consolidated demonstration replayed at 2 steps each
 # instead of 8, drawn a quarter as often as a new one: coverage without taking the new night's
@@ -73,6 +74,7 @@ arm sft_kl AGENT_CL_SLEEP_METHOD=sft_kl
 arm replay16 AGENT_CL_SLEEP_REPLAY=16
 arm replay16_seed1 AGENT_CL_SLEEP_REPLAY=16 AGENT_CL_SEED=1
 arm replay64 AGENT_CL_SLEEP_REPLAY=64
+arm replay64_seed1 AGENT_CL_SLEEP_REPLAY=64 AGENT_CL_SEED=1
 arm recent10 AGENT_CL_SLEEP_REPLAY=8 AGENT_CL_SLEEP_REPLAY_RECENT=1.0
 # capacity: the adapter a continuing life keeps is the first night's rank
 arm rank16 AGENT_CL_SLEEP_LORA_RANK=16
