@@ -22,8 +22,8 @@
 # night128_r16 (LoRA rank 16) and night128_spd12 (12 steps per demonstration) ask whether the
 # 128 night lacks capacity or exposure. More arms run only when named: replay16,
 # replay16_seed1, replay64 and replay64_seed1 (every consolidated demonstration of a quick run),
-# recent10 (replay
-# 8, all from the newest night first), rank16, rank16_seed1 and rank16_replay64 (LoRA rank 16),
+# recent10 (replay 8, all from the newest night first), rank16, rank16_seed1 and
+# rank16_replay64 (LoRA rank 16),
 # and light64 / light64_seed1 (every consolidated demonstration replayed at 2 steps each
 # instead of 8, drawn a quarter as often as a new one: coverage without taking the new night's
 # steps).
