@@ -183,9 +183,7 @@ class ConsolidationTrainer(ObjectiveTerms):
             raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
         checkpoint = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         state = checkpoint.load() if checkpoint is not None else None
-        run = self._prepare(demonstrations, state, exclude_questions)
-        if replayed and draws[0] != draws[1]:  # else every example counts alike: plain passes
-            run.draws = example_draws(run.data, {d.id for d in replayed}, draws)
+        run = self._prepare(demonstrations, state, exclude_questions, replayed, draws)
         self.model.train()
         start = time.perf_counter()
         for step in range(run.first_step, self.config.steps + 1):
@@ -222,6 +220,8 @@ class ConsolidationTrainer(ObjectiveTerms):
         demonstrations: Sequence[Demonstration],
         state: dict[str, Any] | None,
         exclude_questions: Sequence[str],
+        replayed: Sequence[Demonstration] = (),
+        draws: tuple[int, int] = (1, 1),
     ) -> TrainingRun:
         """Optimizer, teacher, one-off targets and data, fresh or restored from a checkpoint."""
         cfg = self.config
@@ -239,7 +239,10 @@ class ConsolidationTrainer(ObjectiveTerms):
             self._base_answer_ids()  # once, before the adapter moves
         if cfg.sft_target == "teacher" and (cfg.sft_weight > 0 or cfg.sft_warmup_steps > 0):
             self._write_teacher_answers(data)
-        run = TrainingRun(data, random.Random(cfg.seed), ema, cfg.batch_size)
+        counts = None  # every example alike: plain passes, the order nights drew before
+        if replayed and draws[0] != draws[1]:
+            counts = example_draws(data, {d.id for d in replayed}, draws)
+        run = TrainingRun(data, random.Random(cfg.seed), ema, cfg.batch_size, counts)
         if state is not None:
             restore_state(state, run, self.trainable, self._optimizer)
         return run
