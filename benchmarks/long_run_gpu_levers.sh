@@ -23,10 +23,9 @@
 # 128 night lacks capacity or exposure. More arms run only when named: replay16,
 # replay16_seed1, replay64 and replay64_seed1 (every consolidated demonstration of a quick run),
 # recent10 (replay 8, all from the newest night first), rank16, rank16_seed1 and
-# rank16_replay64 (LoRA rank 16),
-# and light64 / light64_seed1 (every consolidated demonstration replayed at 2 steps each
-# instead of 8, drawn a quarter as often as a new one: coverage without taking the new night's
-# steps).
+# rank16_replay64 (LoRA rank 16), and light64 / light64_seed1 (every consolidated demonstration
+# replayed at 2 steps each instead of 8, drawn a quarter as often as a new one: coverage without
+# taking the new night's steps).
 set -u
 limit=${1:?seconds each arm may run}
 out=${2:?folder for the results}
