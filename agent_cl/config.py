@@ -261,6 +261,18 @@ class Settings:
     gate_max_kl_from_base: float = field(
         default=0.05, metadata={"help": "largest mean KL from the base model on open prompts"}
     )
+    # (0.75, 0.5), measured (docs/results/long_run/README.md, benchmarks/shrink_rejected.py):
+    # the quick long run's night 2, rejected at 7.8 points under the base while it answered all
+    # its skills' held-out questions, stood 2.3 points under at 0.75 of its update with every
+    # skill kept, 0.8 under at 0.5 with none of its facts. Each share tried costs one more
+    # gate (about 85 s on 2 cores on 128 robust items); () turns it off.
+    gate_shrink: tuple[float, ...] = field(
+        default=(0.75, 0.5),
+        metadata={
+            "help": "shares of a rejected night's update tried in turn when it learned but "
+            "forgot past the gate; the first that passes publishes (empty: none)"
+        },
+    )
     # -- daemon -----------------------------------------------------------------------------
     daemon_cron: str | None = field(
         default=None, metadata={"help": "crontab expression for nightly runs, e.g. '0 2 * * *'"}
@@ -282,6 +294,7 @@ class Settings:
                 object.__setattr__(self, name, Path(getattr(self, name)).expanduser())
         object.__setattr__(self, "servers", tuple(self.servers))
         object.__setattr__(self, "tenant", Tenant(self.tenant))
+        object.__setattr__(self, "gate_shrink", _shares("gate_shrink", self.gate_shrink))
         for name in (
             "torch_threads",
             "adapter_max_rank",
@@ -424,6 +437,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return values
 
 
+def _shares(name: str, values: Any) -> tuple[float, ...]:
+    """Fractions in (0, 1), from a TOML list or an environment variable's "0.75,0.5"."""
+    try:
+        shares = tuple(float(v) for v in values if not isinstance(v, bool))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be numbers in (0, 1), got {values!r}") from exc
+    if len(shares) != len(tuple(values)) or any(not 0 < v < 1 for v in shares):
+        raise ConfigError(f"{name} must be numbers in (0, 1), got {list(values)!r}")
+    return shares
+
+
 def _at_least(name: str, value: int | None, low: int) -> None:
     if value is not None and value < low:
         raise ConfigError(f"{name} must be >= {low}, got {value}")
@@ -457,6 +481,8 @@ def _check_type(name: str, value: Any, annotation: Any, source: Path) -> None:
 
 def _coerce(raw: str, annotation: Any, variable: str) -> Any:
     text = str(annotation)
+    if raw.strip() == "" and text.startswith("tuple"):  # an empty list: none
+        return ()
     if raw.strip() == "" and "None" not in text:  # AGENT_CL_HOME= must not mean "here"
         raise ConfigError(f"{variable} is empty; unset it or give a value ({text})")
     try:

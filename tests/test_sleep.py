@@ -506,3 +506,161 @@ def test_each_night_carries_the_base_scores_forward(tiny_model_dir, tmp_path, ha
     assert third.status == "published" and third.init_version == 1
     assert len(calls) == 3  # before, the base (adapter off), after
     assert third.gate["base"]["n_retention"] == 1
+
+
+def _scripted(outcomes: list[bool], **fields) -> GateItem:
+    """An item judged by a script: the n-th time the gate asks it, outcome n (the gate asks
+    each item once per model it scores: before, the whole candidate, then each share)."""
+    asked = iter(outcomes)
+    return GateItem([{"role": "user", "content": "hi"}], lambda answer: next(asked), **fields)
+
+
+def _shrinking_night(store, registry, model_dir, new: list[bool], kept: list[bool], **extra):
+    store.add(demos(2))
+    gate = GateConfig(max_kl_from_base=None, shrink=(0.75, 0.5))
+    return night(
+        store,
+        registry,
+        model_dir,
+        gate=gate,
+        held_out=[_scripted(new)],
+        retention=[_scripted(kept)],
+        **extra,
+    )
+
+
+def test_a_night_that_learned_but_forgot_publishes_the_first_share_that_passes(
+    tiny_model_dir, tmp_path, hash_embedder
+):
+    """Scored before, whole, at 0.75 and at 0.5 of its update: only 0.5 keeps the retention item,
+    so 0.5 of the update is published (a first night: its LoRA's B scaled by 0.5)."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    store, registry, trained = (
+        InMemoryDemonstrationStore(hash_embedder),
+        AdapterRegistry(tmp_path / "a"),
+        {},
+    )
+
+    def keep_weights(candidate):
+        trained.update(
+            {k: v.clone() for k, v in get_peft_model_state_dict(candidate.model).items()}
+        )
+        return {}
+
+    report = _shrinking_night(
+        store,
+        registry,
+        tiny_model_dir,
+        new=[False, True, True, True],
+        kept=[True, False, False, True],
+        check=keep_weights,
+    )
+    assert report.status == "published", report.error
+    assert [(t["share"], t["passed"]) for t in report.gate["shrink"]] == [
+        (0.75, False),
+        (0.5, True),
+    ]
+    assert report.gate["reason"].startswith(
+        "at 0.5 of the night's update: new skill 0.000 -> 1.000"
+    )
+    assert report.gate["after"]["retention"] == 1.0
+    published = load_file(str(registry.current().path / "adapter_model.safetensors"))
+    lora_b = [k for k in published if "lora_B" in k]
+    assert lora_b and set(published) == set(trained)
+    for name in published:
+        expected = trained[name] * 0.5 if "lora_B" in name else trained[name]
+        assert torch.allclose(published[name], expected, atol=1e-6), name
+    assert any(trained[k].abs().sum() > 0 for k in lora_b)  # a real update was halved
+    assert registry.current().manifest["gate"]["adapter"] == "shrunk"
+    assert store.count(status=DemoStatus.CONSOLIDATED) == 2
+
+
+def test_a_night_no_share_of_which_passes_is_rejected_with_every_try(
+    tiny_model_dir, tmp_path, hash_embedder
+):
+    store, registry = InMemoryDemonstrationStore(hash_embedder), AdapterRegistry(tmp_path / "a")
+    report = _shrinking_night(
+        store,
+        registry,
+        tiny_model_dir,
+        new=[False, True, True, False],
+        kept=[True, False, False, True],
+    )
+    assert report.status == "rejected" and registry.versions() == []
+    assert [t["passed"] for t in report.gate["shrink"]] == [False, False]
+    assert "shrunk, at 0.75: " in report.error and "at 0.5: new-skill accuracy" in report.error
+    assert report.gate["after"]["retention"] == 0.0  # the decision is the whole candidate's
+    assert store.count(status=DemoStatus.REJECTED) == 2
+
+
+def test_a_night_that_learned_nothing_is_not_shrunk(tiny_model_dir, tmp_path, hash_embedder):
+    store, registry = InMemoryDemonstrationStore(hash_embedder), AdapterRegistry(tmp_path / "a")
+    report = _shrinking_night(  # a third score would exhaust the scripts and raise
+        store, registry, tiny_model_dir, new=[False, False], kept=[True, False]
+    )
+    assert report.status == "rejected" and "shrink" not in report.gate
+
+
+def test_a_night_killed_while_shrinking_gates_its_candidate_again(
+    tiny_model_dir, tmp_path, hash_embedder, monkeypatch
+):
+    """A kill after a share was written and scored leaves the journal at `trained`: the rerun
+    scores the whole candidate again (not the share left in the run's folder), then the shares."""
+    import agent_cl.night.sleep as sleep_module
+
+    def die(point: str) -> None:
+        if point == "after_shrink":
+            raise KeyboardInterrupt  # keeps the journal, as a kill would
+
+    store, registry = InMemoryDemonstrationStore(hash_embedder), AdapterRegistry(tmp_path / "a")
+    new, kept = [False, True, True, True, True, True], [True, False, False, False, False, True]
+    monkeypatch.setattr(sleep_module, "fault_point", die)
+    with pytest.raises(KeyboardInterrupt):
+        _shrinking_night(store, registry, tiny_model_dir, new=new, kept=kept)
+    assert registry.versions() == [] and store.count(status=DemoStatus.CLAIMED) == 2
+    monkeypatch.setattr(sleep_module, "fault_point", lambda point: None)
+    gate = GateConfig(max_kl_from_base=None, shrink=(0.75, 0.5))
+    held_out, retention = [_scripted(new[3:])], [_scripted(kept[3:])]
+    report = night(
+        store, registry, tiny_model_dir, gate=gate, held_out=held_out, retention=retention
+    )
+    assert report.status == "published" and report.resumed_from == "trained"
+    assert [t["share"] for t in report.gate["shrink"]] == [0.75, 0.5]
+    assert store.count(status=DemoStatus.CONSOLIDATED) == 2
+
+
+def test_shrunk_weights_take_a_share_of_the_update():
+    from agent_cl.adapters.shrink import ShrinkUnavailableError, shrunk_weights
+
+    served = {"x.lora_A.weight": torch.ones(2, 4), "x.lora_B.weight": torch.zeros(4, 2)}
+    candidate = {"x.lora_A.weight": torch.full((2, 4), 3.0), "x.lora_B.weight": torch.ones(4, 2)}
+    mixed = shrunk_weights(candidate, served, 0.25)
+    assert torch.allclose(mixed["x.lora_A.weight"], torch.full((2, 4), 1.5))
+    assert torch.allclose(mixed["x.lora_B.weight"], torch.full((4, 2), 0.25))
+    first = shrunk_weights(candidate, None, 0.5)  # from the base: B A scales exactly
+    assert torch.allclose(
+        first["x.lora_B.weight"] @ first["x.lora_A.weight"],
+        0.5 * candidate["x.lora_B.weight"] @ candidate["x.lora_A.weight"],
+    )
+    stacked = {"x.lora_A.weight": torch.ones(4, 4), "x.lora_B.weight": torch.ones(4, 4)}
+    with pytest.raises(ShrinkUnavailableError, match="not trained from it"):
+        shrunk_weights(stacked, served, 0.5)
+    with pytest.raises(ShrinkUnavailableError, match="other modules"):
+        shrunk_weights({"y.lora_A.weight": torch.ones(2, 4)}, served, 0.5)
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        shrunk_weights(candidate, served, 1.0)
+
+
+def test_gate_shrink_settings_are_checked(monkeypatch):
+    assert Settings().gate_shrink == (0.75, 0.5)
+    monkeypatch.setenv("AGENT_CL_GATE_SHRINK", "0.9, 0.6")
+    assert Settings.load().gate_shrink == (0.9, 0.6)
+    monkeypatch.setenv("AGENT_CL_GATE_SHRINK", "")
+    assert Settings.load().gate_shrink == ()
+    for bad in ((1.0,), (0.5, "x"), (True,)):
+        with pytest.raises(ConfigError, match="gate_shrink must be numbers in"):
+            Settings(gate_shrink=bad)
+    with pytest.raises(ValueError, match="shrink shares"):
+        GateConfig(shrink=(0.0,))

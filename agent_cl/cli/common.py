@@ -77,6 +77,13 @@ MaxAttemptsOption = Annotated[
         help="nights a rejected demonstration is retried in, this one included (default 2)"
     ),
 ]
+ShrinkOption = Annotated[
+    str | None,
+    typer.Option(
+        help="gate: shares of a rejected night's update tried in turn when it learned but "
+        "forgot, e.g. '0.75,0.5' (the default); '' for none"
+    ),
+]
 CheckpointOption = Annotated[int | None, typer.Option(help="training steps between checkpoints")]
 ServerOption = Annotated[
     list[str] | None,
@@ -153,6 +160,7 @@ NIGHT_OPTIONS: dict[str, tuple[object, str]] = {
     "steps": (StepsOption, "sleep_steps"),
     "gate": (GateOption, "gate_enabled"),
     "max_retention_drop": (DropOption, "gate_max_retention_drop"),
+    "shrink": (ShrinkOption, "gate_shrink"),
     "replay": (ReplayOption, "sleep_replay"),
     "replay_recent": (ReplayRecentOption, "sleep_replay_recent"),
     "replay_steps_per_demo": (ReplayStepsOption, "sleep_replay_steps_per_demo"),
@@ -186,6 +194,8 @@ def with_night_options(command: Callable) -> Callable:
         night = {field: kwargs.pop(name) for name, (_, field) in NIGHT_OPTIONS.items()}
         if night["servers"] is not None:
             night["servers"] = tuple(night["servers"]) or None
+        if night["gate_shrink"] is not None:  # "0.75,0.5" -> ("0.75", "0.5"); Settings checks
+            night["gate_shrink"] = tuple(v for v in night["gate_shrink"].split(",") if v.strip())
         return command(night=night, **kwargs)
 
     hints = {p.name: p.annotation for p in own} | {p.name: p.annotation for p in added}

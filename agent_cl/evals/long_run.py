@@ -45,7 +45,9 @@ RESULTS = "results.json"
 STAGES = ("days", "nights", "mornings")
 TENANT = "long-run"
 _NIGHT_PLAN_DEFAULTS = {
-    f.name: f.default for f in dataclasses.fields(NightPlan) if f.default is not dataclasses.MISSING
+    f.name: list(f.default) if isinstance(f.default, tuple) else f.default
+    for f in dataclasses.fields(NightPlan)
+    if f.default is not dataclasses.MISSING
 }
 TEXT_K = 2  # demonstrations a text memory retrieves (the eval's and the agent's default)
 Say = Callable[[str], None]
@@ -117,7 +119,8 @@ class LongRun:
 
     def _night_plan(self) -> dict[str, Any]:
         """What each night does under these settings (recipe, replay, budget, gate, LoRA)."""
-        return dataclasses.asdict(NightPlan.from_settings(self.settings))
+        plan = dataclasses.asdict(NightPlan.from_settings(self.settings))
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in plan.items()}  # as JSON
 
     def _save(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)

@@ -70,8 +70,13 @@ class GateConfig:
     # 0.002-0.011, SFT 1.1-1.7. None: not measured.
     max_kl_from_base: float | None = 0.05
     max_new_tokens: int = 40
+    # Shares of a rejected night's update tried in turn, largest first, when the night learned
+    # but forgot past the gate (adapters/shrink.py); the first that passes is published.
+    shrink: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        if any(not 0 < share < 1 for share in self.shrink):
+            raise ValueError(f"shrink shares must be in (0, 1), got {list(self.shrink)}")
         if not 0 <= self.max_retention_drop <= 1:
             raise ValueError(f"max_retention_drop must be in [0, 1], got {self.max_retention_drop}")
         if self.max_drop_from_base is not None and not 0 <= self.max_drop_from_base <= 1:
@@ -222,6 +227,12 @@ class Gate:
             kl_from_base=kl_from_base() if measure_kl else None,
         )
 
+    def learned(self, before: GateScores, after: GateScores) -> bool:
+        """The candidate gained on the new-skill items (what a shrunk retry must keep)."""
+        if after.new_skill is None or before.new_skill is None:
+            return False
+        return after.new_skill - before.new_skill > self.config.min_new_skill_gain
+
     def decide(
         self, before: GateScores, after: GateScores, base: GateScores | None = None
     ) -> GateDecision:
@@ -236,7 +247,7 @@ class Gate:
             reasons.append(
                 "no verifiable new-skill item (no 'expected' answer, no recorded verifier)"
             )
-        elif after.new_skill - before.new_skill <= cfg.min_new_skill_gain:
+        elif not self.learned(before, after):
             reasons.append(
                 f"new-skill accuracy {before.new_skill:.3f} -> {after.new_skill:.3f} "
                 f"(needs a gain above {cfg.min_new_skill_gain:.3f})"

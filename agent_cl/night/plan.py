@@ -34,6 +34,7 @@ class NightPlan:
     dtype: str = "auto"  # training and gate precision ("auto": fp32, on CUDA or CPU)
     lora_rank: int = 8  # the LoRA a night trains (alpha twice it)
     replay_steps_per_demo: int | None = None  # None: a replayed demonstration trains as a new one
+    gate_shrink: tuple[float, ...] = ()  # shares of a rejected night's update tried in turn
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NightPlan:
@@ -57,6 +58,7 @@ class NightPlan:
             dtype=settings.sleep_dtype,
             lora_rank=settings.sleep_lora_rank,
             replay_steps_per_demo=settings.sleep_replay_steps_per_demo,
+            gate_shrink=settings.gate_shrink,
         )
         plan.consolidation()
         plan.gate_config()
@@ -81,6 +83,7 @@ class NightPlan:
             max_retention_drop=self.max_retention_drop,
             max_drop_from_base=self.max_drop_from_base,
             max_kl_from_base=self.max_kl_from_base,
+            shrink=self.gate_shrink,
         )
 
     @property

@@ -30,6 +30,7 @@ from agent_cl.adapters.registry import (
     AdapterVersion,
     UnknownAdapterVersionError,
 )
+from agent_cl.adapters.shrink import ShrinkUnavailableError, write_shrunk_adapter
 from agent_cl.config import Tenant, TenantPaths
 from agent_cl.consolidation.candidate import CandidateModel
 from agent_cl.consolidation.trainer import ConsolidationTrainer, StepRecord
@@ -54,6 +55,9 @@ from agent_cl.night.reports import SleepReport, write_report
 from agent_cl.scoring.retention import load_kl_prompts
 
 log = logging.getLogger(__name__)
+
+CANDIDATE = "candidate"  # the night's trained adapter, in the run's folder
+SHRUNK = "shrunk"  # a share of its update, when the whole was rejected (adapters/shrink.py)
 
 
 class SleepAlreadyRunningError(RuntimeError):
@@ -255,7 +259,7 @@ class SleepJob:
         self.journal.write(entry, Stage.TRAINING)
         run_dir = self.journal.run_dir(entry.run_id)
         remove_partial_directories(run_dir)  # a candidate half-written by a killed run
-        with atomic_directory(run_dir / "candidate", replace=True) as staging:
+        with atomic_directory(run_dir / CANDIDATE, replace=True) as staging:
             result = trainer.train(
                 demos,
                 staging,
@@ -286,30 +290,66 @@ class SleepJob:
     def _gate(self, entry: JournalEntry, report: SleepReport) -> None:
         candidate = self._candidate
         if candidate is None:  # resumed after training: reload the finished candidate
-            candidate = CandidateModel.load(
-                self.model_dir,
-                self.journal.run_dir(entry.run_id) / "candidate",
-                torch_threads=self.torch_threads,
-                device=self.config.device,
-                dtype=self.config.dtype,
-            )
+            candidate = self._load_candidate(self.journal.run_dir(entry.run_id) / CANDIDATE)
         demos = self.store.get(entry.demonstration_ids, tenant=self.tenant)
         gate = self._make_gate(demos)
         if self.check is not None:
             report.checks = self.check(candidate)
+        self._candidate = None
         if gate is None:
             entry.gate.update(passed=True, reason="gate disabled")
         else:
             after = self._score(gate, candidate)
+            del candidate
             before = GateScores(**entry.gate["before"])
             base = GateScores(**entry.gate["base"]) if "base" in entry.gate else None
             decision: GateDecision = gate.decide(before, after, base)
+            if not decision.passed and gate.config.shrink and gate.learned(before, after):
+                decision = self._shrink(entry, gate, decision, base)
             entry.gate.update(decision.to_dict())
         entry.gate["checks"] = report.checks
-        self._candidate = None
-        del candidate
         self.journal.write(entry, Stage.GATED)
         fault_point("after_gate")
+
+    def _shrink(
+        self, entry: JournalEntry, gate: Gate, rejected: GateDecision, base: GateScores | None
+    ) -> GateDecision:
+        """A night that learned but forgot past the gate, tried again at shares of its update
+        (adapters/shrink.py), largest first; the first share that passes is what publishes.
+        Each try is written whole to the run's `shrunk` folder before it is scored, and the
+        journal names it only once gated, so a killed run gates the candidate again."""
+        run_dir = self.journal.run_dir(entry.run_id)
+        served = self.registry.get(entry.init_version).path if entry.init_version else None
+        tries: list[dict[str, Any]] = []
+        for share in gate.config.shrink:
+            try:
+                with atomic_directory(run_dir / SHRUNK, replace=True) as staging:
+                    write_shrunk_adapter(run_dir / CANDIDATE, served, share, staging)
+            except ShrinkUnavailableError as exc:
+                tries.append({"share": share, "passed": False, "reason": f"not shrinkable: {exc}"})
+                break
+            shrunk = self._load_candidate(run_dir / SHRUNK)
+            decision = gate.decide(rejected.before, self._score(gate, shrunk), base)
+            del shrunk
+            tries.append({"share": share, "passed": decision.passed, "reason": decision.reason})
+            fault_point("after_shrink")
+            if decision.passed:
+                entry.gate.update(shrink=tries, adapter=SHRUNK)
+                decision.reason = f"at {share} of the night's update: {decision.reason}"
+                return decision
+        entry.gate["shrink"] = tries
+        shares = "; ".join(f"at {t['share']}: {t['reason']}" for t in tries)
+        rejected.reason = f"{rejected.reason}; shrunk, {shares}"
+        return rejected
+
+    def _load_candidate(self, adapter_dir: Path) -> CandidateModel:
+        return CandidateModel.load(
+            self.model_dir,
+            adapter_dir,
+            torch_threads=self.torch_threads,
+            device=self.config.device,
+            dtype=self.config.dtype,
+        )
 
     def _publish(self, entry: JournalEntry) -> None:
         # A kill after the registry's rename but before the journal write left the version
@@ -319,7 +359,7 @@ class SleepJob:
             self.registry.set_current(version.version)
         else:
             version = self.registry.publish(
-                self.journal.run_dir(entry.run_id) / "candidate",
+                self.journal.run_dir(entry.run_id) / entry.gate.get("adapter", CANDIDATE),
                 {
                     "tenant": self.tenant,
                     "method": self.config.method,
