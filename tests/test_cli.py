@@ -51,6 +51,9 @@ def test_bad_options_fail_before_any_work(tmp_path):
     result = runner.invoke(app, ["sleep", "--dtype", "fp8", "--home", str(tmp_path)])
     assert result.exit_code == 2
     assert result.output == "error: sleep_dtype must be one of auto, float32, bfloat16, got 'fp8'\n"
+    result = runner.invoke(app, ["sleep", "--shrink", "0.75,2", "--home", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output == "error: gate_shrink must be numbers in (0, 1), got ['0.75', '2']\n"
 
 
 def test_sleep_without_model_says_run_init(tmp_path):

@@ -132,6 +132,7 @@ def test_two_nights_of_a_life_resume_and_report(tiny_model_dir, tmp_path, monkey
         LongRun(settings, LongRunPlan.quick(**{**SMOKE, "nights": 3}), out)
     # ... and so are nights under another recipe, set where the command line does not show
     assert results["night_plan"]["lora_per_night"] == "continue"
+    assert results["night_plan"]["gate_shrink"] == [0.75, 0.5]  # as JSON keeps it, and resumes
     fresh = dataclasses.replace(settings, sleep_lora_per_night="fresh", sleep_replay=1)
     told = (
         rf"lora_per_night='continue', replay={settings.sleep_replay}; "
@@ -205,3 +206,14 @@ def test_long_run_options_are_checked():
         shown = runner.invoke(app, ["eval", "--experiment", "long-run", *extra, "--out", "x"])
         assert shown.exit_code != 0 and told in shown.output, shown.output
         assert not (Path("x") / RESULTS).exists()
+
+
+def test_the_report_names_the_share_a_shrunk_night_published():
+    from agent_cl.evals.long_run_report import published_share
+
+    tried = [{"share": 0.75, "passed": False}, {"share": 0.5, "passed": True}]
+    assert published_share({"status": "published", "gate": {"shrink": tried}}) == 0.5
+    older = {"reason": "at 0.75 of the night's update: new skill 0.600 -> 0.800"}
+    assert published_share({"status": "published", "gate": older}) == 0.75  # reason only
+    assert published_share({"status": "published", "gate": {"reason": "new skill"}}) is None
+    assert published_share({"status": "rejected", "gate": {"shrink": tried}}) is None

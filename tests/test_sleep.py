@@ -653,8 +653,14 @@ def test_shrunk_weights_take_a_share_of_the_update():
         shrunk_weights(candidate, served, 1.0)
 
 
-def test_gate_shrink_settings_are_checked(monkeypatch):
+def test_gate_shrink_settings_are_checked(monkeypatch, tmp_path):
     assert Settings().gate_shrink == (0.75, 0.5)
+    toml = tmp_path / "agent-cl.toml"
+    toml.write_text("[agent-cl.gate]\nshrink = [0.8]\n")
+    assert Settings.load(toml).gate_shrink == (0.8,)
+    toml.write_text('[agent-cl.gate]\nshrink = "0.8"\n')
+    with pytest.raises(ConfigError, match="gate_shrink"):
+        Settings.load(toml)
     monkeypatch.setenv("AGENT_CL_GATE_SHRINK", "0.9, 0.6")
     assert Settings.load().gate_shrink == (0.9, 0.6)
     monkeypatch.setenv("AGENT_CL_GATE_SHRINK", "")

@@ -196,7 +196,9 @@ class LongRun:
             "fold": report.train.get("fold"),
             "trained_on": [report.train.get("device"), report.train.get("dtype")],
             "version": report.adapter_version,
-            "gate": {k: gate.get(k) for k in ("passed", "reason", "before", "after", "base")},
+            "gate": {
+                k: gate.get(k) for k in ("passed", "reason", "before", "after", "base", "shrink")
+            },
             "error": report.error,
             "pending_after_night": world.store.count(tenant=TENANT, status=DemoStatus.PENDING),
         }

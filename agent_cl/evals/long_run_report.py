@@ -3,6 +3,7 @@ morning report can redraw them)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,10 @@ def build_report(data: dict[str, Any]) -> str:
         own = skills.get("by_night", {}).get(key, {}).get("acc")
         retention = (morning.get("retention") or {}).get("robust")
         base = (morning.get("base") or {}).get("robust")
-        gate = night["status"] if night["status"] != "rejected" else "rejected"
+        gate = night["status"]
+        share = published_share(night)
+        if share is not None:
+            gate += f" at {share:g} of its update"
         lines.append(
             f"| {key} | {logged}/{asked} | {_solved_by_day(tasks)} | "
             f"{night['demonstrations']} | {night['steps'] or 0} | "
@@ -265,3 +269,16 @@ def html_section(folder: Path, unreadable: list[str]) -> str | None:
         "<th>its skills</th><th>all skills</th><th>robust retention</th><th>KL</th></tr>"
         f"{''.join(rows)}</table>{images}</section>"
     )
+
+
+def published_share(night: dict[str, Any]) -> float | None:
+    """The share of its update a night published when the gate shrank it (None: the whole),
+    from its recorded tries, or from the gate's reason in runs that did not record them."""
+    if night.get("status") != "published":
+        return None
+    gate = night.get("gate") or {}
+    passed = [t["share"] for t in gate.get("shrink") or [] if t.get("passed")]
+    if passed:
+        return float(passed[0])
+    match = re.match(r"at ([0-9.]+) of the night's update", gate.get("reason") or "")
+    return float(match.group(1)) if match else None
