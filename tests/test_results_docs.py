@@ -983,3 +983,45 @@ def test_the_light_replay_run_is_quoted_as_measured():
     assert items == {"light": 3, "default": 10}
     assert (light["summary"]["published"], default["summary"]["published"]) == (2, 3)
     assert f"took {light['summary']['run_s'] / 60:.1f} minutes" in text
+
+
+def test_the_shrink_run_is_quoted_as_measured():
+    from agent_cl.evals.long_run import final_line
+    from agent_cl.evals.long_run_report import published_share
+
+    shrink, default = _long_run("quick_shrink"), _long_run("quick_fewshot")
+    text = " ".join((RESULTS / "long_run" / "README.md").read_text().split())
+    section = text.split("## Shrinking a rejected night")[1].split("## ")[0]
+    added = ("gate_shrink", "replay_steps_per_demo")  # settings newer than quick_fewshot/
+    assert shrink["night_plan"]["gate_shrink"] == [0.75, 0.5]
+    assert shrink["night_plan"]["replay_steps_per_demo"] is None  # a replay costs a new one's
+    assert {k: v for k, v in shrink["night_plan"].items() if k not in added} == {
+        k: v for k, v in default["night_plan"].items() if k not in added
+    }
+    assert f"`{final_line(shrink['summary'])}`" in section
+    for key, night in shrink["nights"].items():
+        morning = shrink["mornings"][key]["skills"]
+        row = (
+            f"| {key} | {night['demonstrations']} | {night['replayed']} | {night['steps']} | "
+            f"{night['seconds']:.0f} | "
+        )
+        assert row in section
+        assert (
+            f"| {night['gate']['after']['retention']:.3f} | "
+            f"{morning['by_night'][key]['acc']:.2f} | {morning['by_kind']['facts']['acc']:.2f} |"
+            in section
+        )
+    shares = {key: published_share(night) for key, night in shrink["nights"].items()}
+    assert shares == {"1": None, "2": 0.75, "3": 0.75, "4": None}
+    assert "| 2 | 5 | 5 | 80 | 537 | published v2 at 0.75 |" in section
+    # night 2's skills the morning after, published on its night here and rejected by the default
+    assert (
+        shrink["mornings"]["2"]["skills"]["by_night"]["2"]["acc"],
+        default["mornings"]["2"]["skills"]["by_night"]["2"]["acc"],
+    ) == (1.0, pytest.approx(3 / 7))
+    assert [t["passed"] for t in shrink["nights"]["4"]["gate"]["shrink"]] == [False, False]
+    assert (shrink["summary"]["published"], default["summary"]["published"]) == (3, 3)
+    for run in (shrink, default):
+        assert f"{run['summary']['skills_kept_min']:.2f}" in section
+    minutes = [f"{run['summary']['run_s'] / 60:.1f}" for run in (shrink, default)]
+    assert f"took {minutes[0]} minutes against {minutes[1]}" in section
