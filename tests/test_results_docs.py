@@ -1025,3 +1025,21 @@ def test_the_shrink_run_is_quoted_as_measured():
         assert f"{run['summary']['skills_kept_min']:.2f}" in section
     minutes = [f"{run['summary']['run_s'] / 60:.1f}" for run in (shrink, default)]
     assert f"took {minutes[0]} minutes against {minutes[1]}" in section
+
+
+def test_the_shrink_measurement_is_quoted_as_its_benchmark_gives_it():
+    rows = json.loads((RESULTS / "long_run" / "shrink_night2.json").read_text())
+    text = " ".join((RESULTS / "long_run" / "README.md").read_text().split())
+    section = text.split("## Shrinking a rejected night")[1].split("## ")[0]
+    assert [row["share"] for row in rows] == [1.0, 0.75, 0.5, 0.25]
+    for row in rows:
+        assert (
+            f"| {row['share']} | {row['robust']:.3f} | {row['new_skill_own_questions']} | "
+            f"{row['held_out']['night2']:.2f} | {row['kl_from_base']:.4f} |" in section
+        )
+    whole, three_quarters, half = rows[:3]
+    assert three_quarters["held_out"]["night1"] == 0.857
+    assert (whole["held_out"]["night2/facts"], half["held_out"]["night2/facts"]) == (1.0, 0.0)
+    kinds = three_quarters["retention_kinds"]
+    assert f"facts {kinds['facts']:.1f}, arithmetic {kinds['arithmetic']:.2f}" in section
+    assert f"reasoning {kinds['reasoning']:.2f}" in section
