@@ -265,7 +265,8 @@ class Settings:
     # the quick long run's night 2, rejected at 7.8 points under the base while it answered all
     # its skills' held-out questions, stood 2.3 points under at 0.75 of its update with every
     # skill kept, 0.8 under at 0.5 with none of its facts. Each share tried costs one more
-    # gate (about 85 s on 2 cores on 128 robust items); () turns it off.
+    # gate (85-120 s on 2 cores on 128 robust items); () turns it off. One quick run with it:
+    # 3 of 4 nights published, as without it (docs/results/long_run/README.md, quick_shrink/).
     gate_shrink: tuple[float, ...] = field(
         default=(0.75, 0.5),
         metadata={
