@@ -7,11 +7,15 @@ night's candidate at every share of its update on the gate's own items (robust r
 run's retention set, the night's own questions, KL from the base) and on the morning's held-out
 questions of every night so far (the skills each day taught).
 
-    python benchmarks/shrink_rejected.py --out DIR [--nights 2] [--shares 1,0.75,0.5,0.25]
+    python benchmarks/shrink_rejected.py --out DIR [--nights 2] [--shares 1,0.75,0.5,0.25,0]
+        [--whole-retention-set]
 
 Writes DIR/shrink_rejected.json (one row per rejected night and share) beside the run's own
-results.json. A run already in DIR is reused (the long run resumes), but only candidates saved
-by this script can be measured.
+results.json. Share 0 is the served version the night started from. `--whole-retention-set`
+scores retention on every robust item of the frozen set, as the product's gate does, instead of
+the run's seeded sample (the quick run's 128), and writes DIR/shrink_rejected_whole_set.json.
+A run already in DIR is reused (the long run resumes), but only candidates saved by this script
+can be measured.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ def main() -> None:
     parser.add_argument("--nights", type=int, default=2)
     parser.add_argument("--shares", default="1,0.75,0.5,0.25")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--whole-retention-set",
+        action="store_true",
+        help="gate on every robust item, as the product does, not the run's sample",
+    )
     args = parser.parse_args()
     shares = [float(s) for s in args.shares.split(",")]
     candidates = args.out / "candidates"
@@ -41,10 +50,18 @@ def main() -> None:
         if report["status"] != "rejected":
             continue
         for share in shares:
-            row = measure(args.out, candidates, int(night), share, threads=args.threads)
+            row = measure(
+                args.out,
+                candidates,
+                int(night),
+                share,
+                threads=args.threads,
+                whole_set=args.whole_retention_set,
+            )
             print(json.dumps(row), flush=True)
             rows.append(row)
-    (args.out / "shrink_rejected.json").write_text(json.dumps(rows, indent=1))
+    name = "shrink_rejected_whole_set" if args.whole_retention_set else "shrink_rejected"
+    (args.out / f"{name}.json").write_text(json.dumps(rows, indent=1))
 
 
 def run_keeping_candidates(out: Path, keep: Path, nights: int) -> None:
@@ -69,7 +86,9 @@ def run_keeping_candidates(out: Path, keep: Path, nights: int) -> None:
         journal.Journal.archive = archive
 
 
-def measure(out: Path, candidates: Path, night: int, share: float, *, threads: int) -> dict:
+def measure(
+    out: Path, candidates: Path, night: int, share: float, *, threads: int, whole_set: bool
+) -> dict:
     from agent_cl.adapters.shrink import write_shrunk_adapter
     from agent_cl.config import Settings
     from agent_cl.consolidation.candidate import CandidateModel
@@ -92,8 +111,9 @@ def measure(out: Path, candidates: Path, night: int, share: float, *, threads: i
     served = journal["init_version"]
     served_dir = Night(settings, store).registry(TENANT).get(served).path if served else None
     store.close()
-    limit = results["plan"].get("retention_limit")
-    gate = Gate(GateConfig(), demonstration_items(demos), retention_items(limit))
+    limit = None if whole_set else results["plan"].get("retention_limit")
+    items = [item for item in retention_items(limit) if item.robust]  # the gate's robust score
+    gate = Gate(GateConfig(), demonstration_items(demos), items)
     plan = LongRunPlan.quick(nights=results["plan"]["nights"])
     curriculum = Curriculum.build(plan)
     questions = [
@@ -107,6 +127,10 @@ def measure(out: Path, candidates: Path, night: int, share: float, *, threads: i
         started = time.perf_counter()
         if share == 1:
             adapter = candidates / journal["run_id"]
+        elif share == 0:  # the served version the night started from, for the per-night drop
+            if served_dir is None:
+                raise SystemExit("share 0 needs a night that started from a served version")
+            adapter = served_dir
         else:
             adapter = Path(work)
             write_shrunk_adapter(candidates / journal["run_id"], served_dir, share, adapter)
@@ -119,7 +143,7 @@ def measure(out: Path, candidates: Path, night: int, share: float, *, threads: i
         answers = model.generate(
             [q.conversation for _, _, q in questions], max_new_tokens=plan.max_new_tokens
         )
-    base = results["mornings"]["1"]["base"]["robust"]
+    base = 1.0  # the robust items are those the base model answers
     held_out: dict[str, list[bool]] = {}
     for (n, kind, q), answer in zip(questions, answers, strict=True):
         for key in (f"night{n}", f"night{n}/{kind}"):
@@ -127,6 +151,7 @@ def measure(out: Path, candidates: Path, night: int, share: float, *, threads: i
     return {
         "night": night,
         "share": share,
+        "n_retention": scores.n_retention,
         "robust": scores.retention,
         "robust_drop_vs_base_pts": round(100 * (base - scores.retention), 2),
         "new_skill_own_questions": scores.new_skill,

@@ -1043,3 +1043,31 @@ def test_the_shrink_measurement_is_quoted_as_its_benchmark_gives_it():
     kinds = three_quarters["retention_kinds"]
     assert f"facts {kinds['facts']:.1f}, arithmetic {kinds['arithmetic']:.2f}" in section
     assert f"reasoning {kinds['reasoning']:.2f}" in section
+
+
+def test_the_shrink_on_the_whole_retention_set_is_quoted_as_measured():
+    rows = json.loads((RESULTS / "long_run" / "shrink_night2_whole_set.json").read_text())
+    text = " ".join((RESULTS / "long_run" / "README.md").read_text().split())
+    section = text.split("## Shrinking a rejected night")[1].split("## ")[0]
+    by_share = {row["share"]: row for row in rows}
+    assert sorted(by_share) == [0.0, 0.5, 0.75, 1.0]
+    assert {row["n_retention"] for row in rows} == {248}
+    for share, row in by_share.items():
+        label = "0 (v1)" if share == 0 else str(share)
+        assert (
+            f"| {label} | {row['robust']:.3f} | {row['new_skill_own_questions']} | "
+            f"{row['held_out']['night1']:.2f} | {row['held_out']['night2']:.2f} |" in section
+        )
+
+    def points(a: float, b: float) -> str:
+        return f"{100 * (a - b):.1f} points"
+
+    served, whole, kept = by_share[0.0]["robust"], by_share[1.0]["robust"], by_share[0.75]["robust"]
+    assert f"rejected ({points(served, whole)} under v1)" in section
+    assert f"passes ({points(served, kept)} under v1, {100 * (1 - kept):.1f} under the base)" in (
+        section
+    )
+    assert f"v1 stood {points(1, served)} under the base on all 248" in section
+    sampled = _long_run("quick_fewshot")["nights"]["1"]["gate"]["after"]  # v1 on the 128
+    assert sampled["n_retention"] == 128
+    assert f"and {100 * (1 - sampled['retention']):.1f} on the 128" in section
