@@ -985,13 +985,18 @@ def test_the_light_replay_run_is_quoted_as_measured():
     assert f"took {light['summary']['run_s'] / 60:.1f} minutes" in text
 
 
+def _shrink_section() -> str:
+    """The long-run README's shrink section, whitespace folded, up to the next heading."""
+    text = " ".join((RESULTS / "long_run" / "README.md").read_text().split())
+    return text.split("## Shrinking a rejected night")[1].split("## ")[0]
+
+
 def test_the_shrink_run_is_quoted_as_measured():
     from agent_cl.evals.long_run import final_line
     from agent_cl.evals.long_run_report import published_share
 
     shrink, default = _long_run("quick_shrink"), _long_run("quick_fewshot")
-    text = " ".join((RESULTS / "long_run" / "README.md").read_text().split())
-    section = text.split("## Shrinking a rejected night")[1].split("## ")[0]
+    section = _shrink_section()
     added = ("gate_shrink", "replay_steps_per_demo")  # settings newer than quick_fewshot/
     assert shrink["night_plan"]["gate_shrink"] == [0.75, 0.5]
     assert shrink["night_plan"]["replay_steps_per_demo"] is None  # a replay costs a new one's
@@ -1029,8 +1034,7 @@ def test_the_shrink_run_is_quoted_as_measured():
 
 def test_the_shrink_measurement_is_quoted_as_its_benchmark_gives_it():
     rows = json.loads((RESULTS / "long_run" / "shrink_night2.json").read_text())
-    text = " ".join((RESULTS / "long_run" / "README.md").read_text().split())
-    section = text.split("## Shrinking a rejected night")[1].split("## ")[0]
+    section = _shrink_section()
     assert [row["share"] for row in rows] == [1.0, 0.75, 0.5, 0.25]
     for row in rows:
         assert (
@@ -1047,8 +1051,7 @@ def test_the_shrink_measurement_is_quoted_as_its_benchmark_gives_it():
 
 def test_the_shrink_on_the_whole_retention_set_is_quoted_as_measured():
     rows = json.loads((RESULTS / "long_run" / "shrink_night2_whole_set.json").read_text())
-    text = " ".join((RESULTS / "long_run" / "README.md").read_text().split())
-    section = text.split("## Shrinking a rejected night")[1].split("## ")[0]
+    section = _shrink_section()
     by_share = {row["share"]: row for row in rows}
     assert sorted(by_share) == [0.0, 0.5, 0.75, 1.0]
     assert {row["n_retention"] for row in rows} == {248}
